@@ -1,0 +1,131 @@
+//! Semantic analysis: syntax trees of one or more files → checked policies
+//! (`model::Policy`) and every diagnostic of the language reference §7. All files are
+//! checked in one run, and every check runs after parsing, so one error never hides
+//! another.
+
+mod expr;
+mod policy;
+mod schedule;
+mod suggest;
+mod values;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::diagnostic::{Code, Diagnostic, Severity, Span};
+use crate::model;
+use crate::syntax::{self, ast};
+
+pub use policy::{RESERVED, show as show_duration};
+pub use suggest::did_you_mean;
+
+/// One file to check.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// "Now", for the past-schedule warning and the horizon of schedule overlaps.
+    pub now: DateTime<Utc>,
+    /// Metric sources whose queries are PromQL. Without a service configuration, the
+    /// conventional name `prometheus`.
+    pub promql_sources: Vec<String>,
+}
+
+impl Options {
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Options { now, promql_sources: vec!["prometheus".to_string()] }
+    }
+}
+
+/// A policy that passed `check`, with the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedPolicy {
+    pub file: usize,
+    pub policy: model::Policy,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Policies without errors, in file order.
+    pub policies: Vec<CheckedPolicy>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+}
+
+/// Check every source together: policy names must be unique across all of them.
+pub fn check(sources: &[Source], options: &Options) -> Checked {
+    let mut out = Checked::default();
+    let mut names: HashMap<String, (usize, Span)> = HashMap::new();
+    for (file, source) in sources.iter().enumerate() {
+        let (tree, diagnostics) = syntax::parse(&source.text, file);
+        out.diagnostics.extend(diagnostics);
+        for item in &tree.items {
+            let ast::TopItem::Policy(p) = item else { continue };
+            let name = &p.name;
+            if let Some((first_file, first_span)) = names.get(&name.value) {
+                let elsewhere = if *first_file == file { String::new() } else { format!(" in {}", sources[*first_file].path) };
+                out.diagnostics.push(
+                    Diagnostic::new(Code::DuplicatePolicy, file, name.span, format!("policy `{}` is defined twice", name.value))
+                        .label("defined again here")
+                        .secondary_in(*first_file, *first_span, format!("first defined here{elsewhere}"))
+                        .help("policy names are unique across every file loaded together"),
+                );
+                continue;
+            }
+            names.insert(name.value.clone(), (file, name.span));
+            let queries_ok = check_queries(p, file, options, &mut out.diagnostics);
+            let (lowered, diagnostics) = policy::lower(p, file, options);
+            let failed = !queries_ok || diagnostics.iter().any(|d| d.severity == Severity::Error);
+            out.diagnostics.extend(diagnostics);
+            if let (Some(policy), false) = (lowered, failed) {
+                out.policies.push(CheckedPolicy { file, policy });
+            }
+        }
+    }
+    out.diagnostics.sort_by_key(|d| (d.file, d.span().start, d.code));
+    out
+}
+
+/// Syntax-check the PromQL of every `metric`; false when one does not parse.
+fn check_queries(p: &ast::Policy, file: usize, options: &Options, diags: &mut Vec<Diagnostic>) -> bool {
+    let mut ok = true;
+    for stmt in &p.stmts {
+        let ast::Stmt::Metric { source, query, .. } = &stmt.node else { continue };
+        if !options.promql_sources.contains(&source.node) {
+            continue;
+        }
+        // promql-parser is third-party code on user input: contain any panic.
+        let result = std::panic::catch_unwind(|| promql_parser::parser::parse(&query.value));
+        let reason = match result {
+            Ok(Ok(_)) => continue,
+            Ok(Err(reason)) => reason,
+            Err(_) => "the PromQL parser failed on this query".to_string(),
+        };
+        ok = false;
+        diags.push(
+            Diagnostic::new(Code::InvalidPromql, file, query.span, "invalid PromQL query")
+                .label(reason.lines().next().unwrap_or("does not parse").to_string())
+                .help("check the query in Prometheus' expression browser; for quotes inside, use a raw string r#\"...\"#"),
+        );
+    }
+    ok
+}
+
+/// Check one text on its own (tests, `fmt`'s model comparison).
+pub fn check_text(text: &str, options: &Options) -> Checked {
+    check(&[Source { path: "<input>".into(), text: text.to_string() }], options)
+}
