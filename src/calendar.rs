@@ -6,7 +6,9 @@
 //! - A local time that occurs twice resolves to its first occurrence for a start, and
 //!   its last occurrence for an end. A cron fire time that occurs twice fires once.
 
-use chrono::{DateTime, Datelike, Duration as TimeDelta, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as TimeDelta, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::model::{Window, WindowKind};
@@ -80,19 +82,32 @@ fn local_date(zone: Tz, at: DateTime<Utc>) -> NaiveDate {
 
 /// The occurrences of `window` that overlap `[from, to)`, sorted by start.
 pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
-    let range = Interval { start: from, end: to };
+    let range = Interval {
+        start: from,
+        end: to,
+    };
     let mut out = Vec::new();
     let skipped = |day: NaiveDate| window.except.contains(&day);
     match &window.kind {
-        WindowKind::Weekly { days, from: open, to: close } => {
+        WindowKind::Weekly {
+            days,
+            from: open,
+            to: close,
+        } => {
             // A window that starts the day before `from` may still be running.
-            let Some(first) = local_date(window.zone, from).pred_opt() else { return out };
+            let Some(first) = local_date(window.zone, from).pred_opt() else {
+                return out;
+            };
             let last = local_date(window.zone, to);
             let mut day = first;
             while day <= last && out.len() < MAX_INSTANCES {
                 let weekday = day.weekday().num_days_from_monday() as usize;
                 if days.get(weekday).copied().unwrap_or(false) && !skipped(day) {
-                    let end_day = if close > open { Some(day) } else { day.succ_opt() };
+                    let end_day = if close > open {
+                        Some(day)
+                    } else {
+                        day.succ_opt()
+                    };
                     if let Some(end_day) = end_day {
                         let interval = Interval {
                             start: resolve_start(window.zone, day.and_time(*open)),
@@ -107,22 +122,35 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
                 day = next;
             }
         }
-        WindowKind::OneOff { from: open, to: close } => {
-            let interval =
-                Interval { start: resolve_start(window.zone, *open), end: resolve_end(window.zone, *close) };
+        WindowKind::OneOff {
+            from: open,
+            to: close,
+        } => {
+            let interval = Interval {
+                start: resolve_start(window.zone, *open),
+                end: resolve_end(window.zone, *close),
+            };
             if !skipped(open.date()) && interval.start < interval.end && interval.overlaps(&range) {
                 out.push(interval);
             }
         }
         WindowKind::Cron { pattern, duration } => {
-            let Ok(length) = TimeDelta::from_std(*duration) else { return out };
+            let Ok(length) = TimeDelta::from_std(*duration) else {
+                return out;
+            };
             // Fire times are matched on the wall clock; a day of margin on each side
             // covers any daylight-saving shift between local and universal time.
-            let mut local = (from - length - TimeDelta::days(1)).with_timezone(&window.zone).naive_local();
-            let stop = (to + TimeDelta::days(1)).with_timezone(&window.zone).naive_local();
+            let mut local = (from - length - TimeDelta::days(1))
+                .with_timezone(&window.zone)
+                .naive_local();
+            let stop = (to + TimeDelta::days(1))
+                .with_timezone(&window.zone)
+                .naive_local();
             let mut inclusive = true;
             while out.len() < MAX_INSTANCES {
-                let Ok(fire) = pattern.cron.find_next_occurrence(&local, inclusive) else { break };
+                let Ok(fire) = pattern.cron.find_next_occurrence(&local, inclusive) else {
+                    break;
+                };
                 if fire > stop {
                     break;
                 }
@@ -132,7 +160,10 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
                     continue;
                 }
                 let start = resolve_start(window.zone, fire);
-                let interval = Interval { start, end: start + length };
+                let interval = Interval {
+                    start,
+                    end: start + length,
+                };
                 if interval.overlaps(&range) {
                     out.push(interval);
                 }
@@ -152,7 +183,9 @@ pub fn active_at(window: &Window, at: DateTime<Utc>) -> Option<Interval> {
         WindowKind::OneOff { .. } => at,
         _ => at - TimeDelta::days(1),
     };
-    instances(window, start, end).into_iter().find(|i| i.contains(at))
+    instances(window, start, end)
+        .into_iter()
+        .find(|i| i.contains(at))
 }
 
 #[cfg(test)]
@@ -166,12 +199,22 @@ mod tests {
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     fn daily(zone: Tz, from: &str, to: &str) -> Window {
         let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").unwrap_or_default();
-        Window { kind: WindowKind::Weekly { days: [true; 7], from: time(from), to: time(to) }, zone, except: vec![] }
+        Window {
+            kind: WindowKind::Weekly {
+                days: [true; 7],
+                from: time(from),
+                to: time(to),
+            },
+            zone,
+            except: vec![],
+        }
     }
 
     #[test]
@@ -179,7 +222,13 @@ mod tests {
         // 2026-10-25: Berlin goes from 03:00 CEST back to 02:00 CET.
         let w = daily(berlin(), "02:30", "03:30");
         let got = instances(&w, utc("2026-10-25T00:00:00Z"), utc("2026-10-25T12:00:00Z"));
-        assert_eq!(got, vec![Interval { start: utc("2026-10-25T00:30:00Z"), end: utc("2026-10-25T02:30:00Z") }]);
+        assert_eq!(
+            got,
+            vec![Interval {
+                start: utc("2026-10-25T00:30:00Z"),
+                end: utc("2026-10-25T02:30:00Z")
+            }]
+        );
     }
 
     #[test]
@@ -187,7 +236,13 @@ mod tests {
         // 2026-03-29: Berlin jumps from 02:00 CET to 03:00 CEST.
         let w = daily(berlin(), "02:30", "03:30");
         let got = instances(&w, utc("2026-03-29T00:00:00Z"), utc("2026-03-29T12:00:00Z"));
-        assert_eq!(got, vec![Interval { start: utc("2026-03-29T01:00:00Z"), end: utc("2026-03-29T01:30:00Z") }]);
+        assert_eq!(
+            got,
+            vec![Interval {
+                start: utc("2026-03-29T01:00:00Z"),
+                end: utc("2026-03-29T01:30:00Z")
+            }]
+        );
     }
 
     #[test]
@@ -195,7 +250,15 @@ mod tests {
         let time = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or_default();
         let mut days = [false; 7];
         days[4] = true; // Friday
-        let w = Window { kind: WindowKind::Weekly { days, from: time(22), to: time(2) }, zone: Tz::UTC, except: vec![] };
+        let w = Window {
+            kind: WindowKind::Weekly {
+                days,
+                from: time(22),
+                to: time(2),
+            },
+            zone: Tz::UTC,
+            except: vec![],
+        };
         // 2026-11-20 is a Friday.
         assert!(active_at(&w, utc("2026-11-21T01:59:00Z")).is_some());
         assert!(active_at(&w, utc("2026-11-21T02:00:00Z")).is_none());
@@ -206,7 +269,10 @@ mod tests {
     fn cron_in_a_gap_fires_once_after_it() {
         let pattern = CronPattern::parse("30 2 * * *").unwrap_or_else(|e| unreachable!("{e}"));
         let w = Window {
-            kind: WindowKind::Cron { pattern, duration: std::time::Duration::from_secs(3600) },
+            kind: WindowKind::Cron {
+                pattern,
+                duration: std::time::Duration::from_secs(3600),
+            },
             zone: berlin(),
             except: vec![],
         };
@@ -219,11 +285,20 @@ mod tests {
     fn cron_twice_in_an_overlap_fires_once() {
         let pattern = CronPattern::parse("30 2 * * *").unwrap_or_else(|e| unreachable!("{e}"));
         let w = Window {
-            kind: WindowKind::Cron { pattern, duration: std::time::Duration::from_secs(600) },
+            kind: WindowKind::Cron {
+                pattern,
+                duration: std::time::Duration::from_secs(600),
+            },
             zone: berlin(),
             except: vec![],
         };
         let got = instances(&w, utc("2026-10-24T22:00:00Z"), utc("2026-10-25T06:00:00Z"));
-        assert_eq!(got, vec![Interval { start: utc("2026-10-25T00:30:00Z"), end: utc("2026-10-25T00:40:00Z") }]);
+        assert_eq!(
+            got,
+            vec![Interval {
+                start: utc("2026-10-25T00:30:00Z"),
+                end: utc("2026-10-25T00:40:00Z")
+            }]
+        );
     }
 }

@@ -111,8 +111,6 @@ codes! {
     WrongArity = "scale::wrong-arity", Error, "a function is called with the wrong number of arguments";
     // Sources and queries.
     InvalidPromql = "scale::invalid-promql", Error, "a PromQL query does not parse";
-    UnknownActuator = "scale::unknown-actuator", Error, "a `target` names an actuator the configuration does not declare";
-    UnknownSource = "scale::unknown-source", Error, "a `metric` names a source the configuration does not declare";
     // Schedules.
     UnknownZone = "scale::unknown-zone", Error, "a time zone is not in the IANA database";
     InvalidCron = "scale::invalid-cron", Error, "a cron expression does not parse";
@@ -168,7 +166,11 @@ impl Diagnostic {
             severity: code.severity(),
             message: message.into(),
             file,
-            labels: vec![Label { span, message: String::new(), file: None }],
+            labels: vec![Label {
+                span,
+                message: String::new(),
+                file: None,
+            }],
             help: None,
         }
     }
@@ -182,13 +184,21 @@ impl Diagnostic {
     }
 
     pub fn secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label { span, message: message.into(), file: None });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            file: None,
+        });
         self
     }
 
     pub fn secondary_in(mut self, file: usize, span: Span, message: impl Into<String>) -> Self {
         let file = (file != self.file).then_some(file);
-        self.labels.push(Label { span, message: message.into(), file });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            file,
+        });
         self
     }
 

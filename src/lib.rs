@@ -1,8 +1,8 @@
 //! policyctl: the `.scale` policy language and the engine that runs it.
 //! See ARCHITECTURE.md for the map of modules and the invariants between them.
 
-pub mod diagnostic;
-pub mod syntax;
 pub mod calendar;
 pub mod check;
+pub mod diagnostic;
 pub mod model;
+pub mod syntax;

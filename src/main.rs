@@ -1,1 +1,258 @@
-fn main() {}
+//! The `policyctl` command line: arguments, dispatch, exit codes and output formats.
+//! Exit codes: 0 success, 1 the input was judged and found wanting, 2 usage or I/O.
+
+mod cli;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use policyctl::check::{self, Options, Source};
+use policyctl::diagnostic::Severity;
+use policyctl::syntax::format::{FormatError, format};
+
+use cli::files::{self, Loaded};
+use cli::report::{self, Format, Shown};
+
+#[derive(Parser)]
+#[command(
+    name = "policyctl",
+    version,
+    about = "Autoscaling policies you can read, test and explain"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lint `.scale` files: every error and warning of every file in one run.
+    Check {
+        /// Files or directories (searched recursively for `*.scale`).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Check as of this instant (RFC 3339) instead of now: decides which one-off
+        /// schedules are in the past.
+        #[arg(long, hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Rewrite `.scale` files in the one canonical layout (`-` formats standard input).
+    Fmt {
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files that would change and exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+const OK: u8 = 0;
+const FOUND_WANTING: u8 = 1;
+const USAGE_OR_IO: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            let code = if e.use_stderr() { USAGE_OR_IO } else { OK };
+            return ExitCode::from(code);
+        }
+    };
+    let code = match args.command {
+        Command::Check {
+            paths,
+            format,
+            deny_warnings,
+            now,
+        } => run_check(&paths, format, deny_warnings, now),
+        Command::Fmt { paths, check } => run_fmt(&paths, check),
+    };
+    ExitCode::from(code)
+}
+
+fn fail(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    USAGE_OR_IO
+}
+
+fn run_check(
+    paths: &[PathBuf],
+    format: Format,
+    deny_warnings: bool,
+    now: Option<DateTime<Utc>>,
+) -> u8 {
+    let found = match files::collect(paths, ".scale") {
+        Ok(found) => found,
+        Err(e) => return fail(&e),
+    };
+    let mut unreadable = Vec::new();
+    let mut sources = Vec::new();
+    let mut shown = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in &found {
+        match files::load(path, sources.len()) {
+            Loaded::Unreadable(e) => unreadable.push(e),
+            Loaded::Text(source, problem) => {
+                shown.push(Shown {
+                    path: source.path.clone(),
+                    text: source.text.clone(),
+                });
+                // A file that is not text is not parsed: its one diagnostic says why.
+                let text = if problem.is_some() {
+                    String::new()
+                } else {
+                    source.text
+                };
+                diagnostics.extend(problem);
+                sources.push(Source {
+                    path: source.path,
+                    text,
+                });
+            }
+        }
+    }
+    let options = Options::at(now.unwrap_or_else(Utc::now));
+    let checked = check::check(&sources, &options);
+    diagnostics.extend(checked.diagnostics);
+    diagnostics.sort_by_key(|d| (d.file, d.span().start, d.code));
+
+    print!(
+        "{}",
+        report::render(format, &shown, &diagnostics, sources.len())
+    );
+    let _ = std::io::stdout().flush();
+    for e in &unreadable {
+        eprintln!("error: {e}");
+    }
+    let errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let warnings = diagnostics.iter().any(|d| d.severity == Severity::Warning);
+    if !unreadable.is_empty() {
+        USAGE_OR_IO
+    } else if errors || (deny_warnings && warnings) {
+        FOUND_WANTING
+    } else {
+        OK
+    }
+}
+
+fn run_fmt(paths: &[PathBuf], check_only: bool) -> u8 {
+    if paths.len() == 1 && paths[0] == Path::new("-") {
+        return fmt_stdin();
+    }
+    let found = match files::collect(paths, ".scale") {
+        Ok(found) => found,
+        Err(e) => return fail(&e),
+    };
+    let mut code = OK;
+    for path in &found {
+        let source = match files::load(path, 0) {
+            Loaded::Unreadable(e) => {
+                eprintln!("error: {e}");
+                code = USAGE_OR_IO;
+                continue;
+            }
+            Loaded::Text(source, Some(problem)) => {
+                let shown = [Shown {
+                    path: source.path.clone(),
+                    text: source.text,
+                }];
+                eprint!("{}", report::render(Format::Human, &shown, &[problem], 1));
+                code = code.max(FOUND_WANTING);
+                continue;
+            }
+            Loaded::Text(source, None) => source,
+        };
+        match format(&source.text) {
+            Ok(out) if out == source.text => {}
+            Ok(out) => {
+                if check_only {
+                    println!("would reformat {}", source.path);
+                    code = code.max(FOUND_WANTING);
+                } else if let Err(e) = write_atomically(path, &out) {
+                    eprintln!("error: cannot write `{}`: {e}", source.path);
+                    code = USAGE_OR_IO;
+                } else {
+                    println!("formatted {}", source.path);
+                }
+            }
+            Err(FormatError::Syntax(diagnostics)) => {
+                let shown = [Shown {
+                    path: source.path.clone(),
+                    text: source.text,
+                }];
+                eprint!("{}", report::render(Format::Human, &shown, &diagnostics, 1));
+                eprintln!("not formatted: `{}` has syntax errors", shown[0].path);
+                code = code.max(FOUND_WANTING);
+            }
+            Err(FormatError::Unstable(why)) => {
+                eprintln!(
+                    "error: not formatting `{}`: {why} (a bug in policyctl; the file is unchanged)",
+                    source.path
+                );
+                code = USAGE_OR_IO;
+            }
+        }
+    }
+    code
+}
+
+fn fmt_stdin() -> u8 {
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin()
+        .take(files::MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+    {
+        return fail(&format!("cannot read standard input: {e}"));
+    }
+    match format(&text) {
+        Ok(out) => {
+            print!("{out}");
+            OK
+        }
+        Err(FormatError::Syntax(diagnostics)) => {
+            let shown = [Shown {
+                path: "<stdin>".into(),
+                text,
+            }];
+            eprint!("{}", report::render(Format::Human, &shown, &diagnostics, 1));
+            FOUND_WANTING
+        }
+        Err(FormatError::Unstable(why)) => fail(&why),
+    }
+}
+
+/// Write through a temporary file in the same directory and rename it over the
+/// original, so that an interrupted `fmt` never leaves half a policy behind.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.fmt-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -78,7 +78,11 @@ pub enum RuleKind {
     /// `desired = EXPR`.
     Desired { value: Expr },
     /// `when COND [for D] scale ...`.
-    When { cond: Expr, sustain: Option<Duration>, action: WhenAction },
+    When {
+        cond: Expr,
+        sustain: Option<Duration>,
+        action: WhenAction,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +121,15 @@ pub enum Func {
 }
 
 impl Func {
-    pub const ALL: [Func; 7] = [Func::Ceil, Func::Floor, Func::Round, Func::Abs, Func::Min, Func::Max, Func::Clamp];
+    pub const ALL: [Func; 7] = [
+        Func::Ceil,
+        Func::Floor,
+        Func::Round,
+        Func::Abs,
+        Func::Min,
+        Func::Max,
+        Func::Clamp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -145,7 +157,10 @@ impl Func {
 pub enum OnMissing {
     Hold,
     /// From the `after`-th consecutive tick with a missing metric on, recommend `replicas`.
-    ScaleTo { replicas: u32, after: u32 },
+    ScaleTo {
+        replicas: u32,
+        after: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -207,9 +222,19 @@ pub struct Window {
 pub enum WindowKind {
     /// Starts on the marked days (Monday = 0) at `from`, ends at `to` on the same day,
     /// or on the next day when `to` is earlier than `from`.
-    Weekly { days: [bool; 7], from: NaiveTime, to: NaiveTime },
-    OneOff { from: NaiveDateTime, to: NaiveDateTime },
-    Cron { pattern: CronPattern, duration: Duration },
+    Weekly {
+        days: [bool; 7],
+        from: NaiveTime,
+        to: NaiveTime,
+    },
+    OneOff {
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    },
+    Cron {
+        pattern: CronPattern,
+        duration: Duration,
+    },
 }
 
 /// A parsed crontab(5) expression; compared by its text.
@@ -238,6 +263,9 @@ impl CronPattern {
         let parsed = std::panic::catch_unwind(|| parser.parse(text))
             .map_err(|_| "the cron parser failed on this expression".to_string())?;
         let cron = parsed.map_err(|e| e.to_string())?;
-        Ok(CronPattern { text: text.to_string(), cron })
+        Ok(CronPattern {
+            text: text.to_string(),
+            cron,
+        })
     }
 }

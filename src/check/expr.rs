@@ -42,7 +42,13 @@ pub struct Scope<'a> {
 
 impl Scope<'_> {
     /// Lower an expression that must have type `want`; `place` names the statement.
-    pub fn lower_as(&mut self, expr: &Node<ast::Expr>, want: Ty, place: &str, diags: &mut Vec<Diagnostic>) -> model::Expr {
+    pub fn lower_as(
+        &mut self,
+        expr: &Node<ast::Expr>,
+        want: Ty,
+        place: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) -> model::Expr {
         let (lowered, ty) = self.lower(expr, diags);
         if ty != want && ty != Ty::Unknown {
             let help = match want {
@@ -63,15 +69,21 @@ impl Scope<'_> {
         lowered
     }
 
-    pub fn lower(&mut self, expr: &Node<ast::Expr>, diags: &mut Vec<Diagnostic>) -> (model::Expr, Ty) {
+    pub fn lower(
+        &mut self,
+        expr: &Node<ast::Expr>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (model::Expr, Ty) {
         match &expr.node {
-            ast::Expr::Number(q) => match values::evaluate(&Node::new(q.clone(), expr.span), self.file) {
-                Ok(v) => (model::Expr::Number(v.number), Ty::Number),
-                Err(d) => {
-                    diags.push(d);
-                    (model::Expr::Number(0.0), Ty::Unknown)
+            ast::Expr::Number(q) => {
+                match values::evaluate(&Node::new(q.clone(), expr.span), self.file) {
+                    Ok(v) => (model::Expr::Number(v.number), Ty::Number),
+                    Err(d) => {
+                        diags.push(d);
+                        (model::Expr::Number(0.0), Ty::Unknown)
+                    }
                 }
-            },
+            }
             ast::Expr::Current => (model::Expr::Current, Ty::Number),
             ast::Expr::Name(name) => self.name(name, expr.span, diags),
             ast::Expr::Paren(inner) => self.lower(inner, diags),
@@ -81,8 +93,17 @@ impl Scope<'_> {
                     UnOp::Not => (Ty::Condition, model::Expr::Not),
                 };
                 let (lowered, ty) = self.lower(inner, diags);
-                let ty = self.operand(inner, ty, want, if *op == UnOp::Neg { "`-`" } else { "`not`" }, diags);
-                (ctor(Box::new(lowered)), if ty == Ty::Unknown { Ty::Unknown } else { want })
+                let ty = self.operand(
+                    inner,
+                    ty,
+                    want,
+                    if *op == UnOp::Neg { "`-`" } else { "`not`" },
+                    diags,
+                );
+                (
+                    ctor(Box::new(lowered)),
+                    if ty == Ty::Unknown { Ty::Unknown } else { want },
+                )
             }
             ast::Expr::Binary(op, lhs, rhs) => {
                 let (operand, result) = if op.is_logical() {
@@ -97,7 +118,11 @@ impl Scope<'_> {
                 let (r, rt) = self.lower(rhs, diags);
                 let lt = self.operand(lhs, lt, operand, &what, diags);
                 let rt = self.operand(rhs, rt, operand, &what, diags);
-                let ty = if lt == Ty::Unknown || rt == Ty::Unknown { Ty::Unknown } else { result };
+                let ty = if lt == Ty::Unknown || rt == Ty::Unknown {
+                    Ty::Unknown
+                } else {
+                    result
+                };
                 (model::Expr::Binary(*op, Box::new(l), Box::new(r)), ty)
             }
             ast::Expr::Call(name, args) => self.call(name, args, expr.span, diags),
@@ -105,7 +130,14 @@ impl Scope<'_> {
     }
 
     /// Report an operand of the wrong type; the result is `Unknown` after an error.
-    fn operand(&self, expr: &Node<ast::Expr>, ty: Ty, want: Ty, op: &str, diags: &mut Vec<Diagnostic>) -> Ty {
+    fn operand(
+        &self,
+        expr: &Node<ast::Expr>,
+        ty: Ty,
+        want: Ty,
+        op: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Ty {
         if ty == want || ty == Ty::Unknown {
             return ty;
         }
@@ -136,22 +168,41 @@ impl Scope<'_> {
             self.used_lets.insert(index);
             return (model::Expr::Let(index), ty);
         }
-        let mut diagnostic =
-            Diagnostic::new(Code::UnknownName, self.file, span, format!("unknown name `{name}`")).label("not defined");
+        let mut diagnostic = Diagnostic::new(
+            Code::UnknownName,
+            self.file,
+            span,
+            format!("unknown name `{name}`"),
+        )
+        .label("not defined");
         if let Some(later) = self.all_lets.get(name) {
             diagnostic = diagnostic
                 .secondary(*later, "defined here, after its use")
                 .help(format!("move `let {name}` above its first use"));
         } else {
-            let known = self.metrics.keys().chain(self.lets.keys()).map(String::as_str).chain(["current"]);
-            diagnostic.help = did_you_mean(name, known)
-                .or_else(|| Some(format!("define it with `metric {name} = prometheus \"...\"` or `let {name} = ...`")));
+            let known = self
+                .metrics
+                .keys()
+                .chain(self.lets.keys())
+                .map(String::as_str)
+                .chain(["current"]);
+            diagnostic.help = did_you_mean(name, known).or_else(|| {
+                Some(format!(
+                    "define it with `metric {name} = prometheus \"...\"` or `let {name} = ...`"
+                ))
+            });
         }
         diags.push(diagnostic);
         (model::Expr::Number(0.0), Ty::Unknown)
     }
 
-    fn call(&mut self, name: &ast::Ident, args: &[Node<ast::Expr>], span: Span, diags: &mut Vec<Diagnostic>) -> (model::Expr, Ty) {
+    fn call(
+        &mut self,
+        name: &ast::Ident,
+        args: &[Node<ast::Expr>],
+        span: Span,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (model::Expr, Ty) {
         let mut lowered = Vec::with_capacity(args.len());
         let mut ty = Ty::Number;
         for arg in args {
@@ -162,10 +213,16 @@ impl Scope<'_> {
             lowered.push(l);
         }
         let Some(func) = Func::ALL.into_iter().find(|f| f.name() == name.node) else {
-            let mut d = Diagnostic::new(Code::UnknownFunction, self.file, name.span, format!("unknown function `{}`", name.node))
-                .label("no such function");
-            d.help = did_you_mean(&name.node, Func::ALL.iter().map(|f| f.name()))
-                .or_else(|| Some("functions are ceil, floor, round, abs, min, max and clamp".into()));
+            let mut d = Diagnostic::new(
+                Code::UnknownFunction,
+                self.file,
+                name.span,
+                format!("unknown function `{}`", name.node),
+            )
+            .label("no such function");
+            d.help = did_you_mean(&name.node, Func::ALL.iter().map(|f| f.name())).or_else(|| {
+                Some("functions are ceil, floor, round, abs, min, max and clamp".into())
+            });
             diags.push(d);
             return (model::Expr::Number(0.0), Ty::Unknown);
         };
@@ -180,7 +237,12 @@ impl Scope<'_> {
                     Code::WrongArity,
                     self.file,
                     span,
-                    format!("`{}` takes {wanted} argument{}, found {}", func.name(), if least == 1 && most == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "`{}` takes {wanted} argument{}, found {}",
+                        func.name(),
+                        if least == 1 && most == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                 )
                 .label("here"),
             );
@@ -193,7 +255,9 @@ impl Scope<'_> {
 /// Whether an expression refers to `BinOp` comparisons of one name against a
 /// constant: `(name, op, constant)` with the name on the left.
 pub fn simple_comparison(expr: &Node<ast::Expr>) -> Option<(String, BinOp, f64)> {
-    let ast::Expr::Binary(op, lhs, rhs) = &strip(expr).node else { return None };
+    let ast::Expr::Binary(op, lhs, rhs) = &strip(expr).node else {
+        return None;
+    };
     if !op.is_comparison() {
         return None;
     }
@@ -204,7 +268,12 @@ pub fn simple_comparison(expr: &Node<ast::Expr>) -> Option<(String, BinOp, f64)>
         BinOp::Le => BinOp::Ge,
         other => other,
     };
-    match (&strip(lhs).node, constant(rhs), &strip(rhs).node, constant(lhs)) {
+    match (
+        &strip(lhs).node,
+        constant(rhs),
+        &strip(rhs).node,
+        constant(lhs),
+    ) {
         (ast::Expr::Name(n), Some(c), _, _) => Some((n.clone(), *op, c)),
         (_, _, ast::Expr::Name(n), Some(c)) => Some((n.clone(), flipped(*op), c)),
         _ => None,
@@ -220,7 +289,9 @@ fn strip(expr: &Node<ast::Expr>) -> &Node<ast::Expr> {
 
 fn constant(expr: &Node<ast::Expr>) -> Option<f64> {
     match &strip(expr).node {
-        ast::Expr::Number(q) => values::evaluate(&Node::new(q.clone(), expr.span), 0).ok().map(|v| v.number),
+        ast::Expr::Number(q) => values::evaluate(&Node::new(q.clone(), expr.span), 0)
+            .ok()
+            .map(|v| v.number),
         ast::Expr::Unary(UnOp::Neg, inner) => constant(inner).map(|c| -c),
         _ => None,
     }

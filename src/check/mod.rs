@@ -38,7 +38,10 @@ pub struct Options {
 
 impl Options {
     pub fn at(now: DateTime<Utc>) -> Self {
-        Options { now, promql_sources: vec!["prometheus".to_string()] }
+        Options {
+            now,
+            promql_sources: vec!["prometheus".to_string()],
+        }
     }
 }
 
@@ -58,11 +61,17 @@ pub struct Checked {
 
 impl Checked {
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 }
 
@@ -74,15 +83,30 @@ pub fn check(sources: &[Source], options: &Options) -> Checked {
         let (tree, diagnostics) = syntax::parse(&source.text, file);
         out.diagnostics.extend(diagnostics);
         for item in &tree.items {
-            let ast::TopItem::Policy(p) = item else { continue };
+            let ast::TopItem::Policy(p) = item else {
+                continue;
+            };
             let name = &p.name;
             if let Some((first_file, first_span)) = names.get(&name.value) {
-                let elsewhere = if *first_file == file { String::new() } else { format!(" in {}", sources[*first_file].path) };
+                let elsewhere = if *first_file == file {
+                    String::new()
+                } else {
+                    format!(" in {}", sources[*first_file].path)
+                };
                 out.diagnostics.push(
-                    Diagnostic::new(Code::DuplicatePolicy, file, name.span, format!("policy `{}` is defined twice", name.value))
-                        .label("defined again here")
-                        .secondary_in(*first_file, *first_span, format!("first defined here{elsewhere}"))
-                        .help("policy names are unique across every file loaded together"),
+                    Diagnostic::new(
+                        Code::DuplicatePolicy,
+                        file,
+                        name.span,
+                        format!("policy `{}` is defined twice", name.value),
+                    )
+                    .label("defined again here")
+                    .secondary_in(
+                        *first_file,
+                        *first_span,
+                        format!("first defined here{elsewhere}"),
+                    )
+                    .help("policy names are unique across every file loaded together"),
                 );
                 continue;
             }
@@ -96,15 +120,23 @@ pub fn check(sources: &[Source], options: &Options) -> Checked {
             }
         }
     }
-    out.diagnostics.sort_by_key(|d| (d.file, d.span().start, d.code));
+    out.diagnostics
+        .sort_by_key(|d| (d.file, d.span().start, d.code));
     out
 }
 
 /// Syntax-check the PromQL of every `metric`; false when one does not parse.
-fn check_queries(p: &ast::Policy, file: usize, options: &Options, diags: &mut Vec<Diagnostic>) -> bool {
+fn check_queries(
+    p: &ast::Policy,
+    file: usize,
+    options: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
     let mut ok = true;
     for stmt in &p.stmts {
-        let ast::Stmt::Metric { source, query, .. } = &stmt.node else { continue };
+        let ast::Stmt::Metric { source, query, .. } = &stmt.node else {
+            continue;
+        };
         if !options.promql_sources.contains(&source.node) {
             continue;
         }
@@ -117,8 +149,8 @@ fn check_queries(p: &ast::Policy, file: usize, options: &Options, diags: &mut Ve
         };
         ok = false;
         diags.push(
-            Diagnostic::new(Code::InvalidPromql, file, query.span, "invalid PromQL query")
-                .label(reason.lines().next().unwrap_or("does not parse").to_string())
+            Diagnostic::new(Code::InvalidPromql, file, query.span, format!("invalid PromQL query: {}", reason.lines().next().unwrap_or("does not parse")))
+                .label("does not parse")
                 .help("check the query in Prometheus' expression browser; for quotes inside, use a raw string r#\"...\"#"),
         );
     }
@@ -127,5 +159,11 @@ fn check_queries(p: &ast::Policy, file: usize, options: &Options, diags: &mut Ve
 
 /// Check one text on its own (tests, `fmt`'s model comparison).
 pub fn check_text(text: &str, options: &Options) -> Checked {
-    check(&[Source { path: "<input>".into(), text: text.to_string() }], options)
+    check(
+        &[Source {
+            path: "<input>".into(),
+            text: text.to_string(),
+        }],
+        options,
+    )
 }

@@ -21,10 +21,20 @@ pub fn zone(name: &Node<ast::Str>, file: usize, diags: &mut Vec<Diagnostic>) -> 
     match name.value.parse::<Tz>() {
         Ok(tz) => Some(tz),
         Err(_) => {
-            let mut d = Diagnostic::new(Code::UnknownZone, file, name.span, format!("unknown time zone `{}`", name.value))
-                .label("not an IANA zone");
-            d.help = did_you_mean(&name.value, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
-                .or_else(|| Some("use an IANA name such as `Europe/Berlin`, `Asia/Kolkata` or `UTC`".into()));
+            let mut d = Diagnostic::new(
+                Code::UnknownZone,
+                file,
+                name.span,
+                format!("unknown time zone `{}`", name.value),
+            )
+            .label("not an IANA zone");
+            d.help = did_you_mean(
+                &name.value,
+                chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+            )
+            .or_else(|| {
+                Some("use an IANA name such as `Europe/Berlin`, `Asia/Kolkata` or `UTC`".into())
+            });
             diags.push(d);
             None
         }
@@ -32,30 +42,47 @@ pub fn zone(name: &Node<ast::Str>, file: usize, diags: &mut Vec<Diagnostic>) -> 
 }
 
 fn invalid_date(file: usize, span: Span, text: &str, what: &str) -> Diagnostic {
-    Diagnostic::new(Code::InvalidDate, file, span, format!("`{text}` is not a valid {what}"))
-        .label("no such time")
-        .help(match what {
-            "time of day" => "times run from 00:00 to 23:59",
-            _ => "dates are `YYYY-MM-DD`, with an optional `THH:MM`",
-        })
+    Diagnostic::new(
+        Code::InvalidDate,
+        file,
+        span,
+        format!("`{text}` is not a valid {what}"),
+    )
+    .label("no such time")
+    .help(match what {
+        "time of day" => "times run from 00:00 to 23:59",
+        _ => "dates are `YYYY-MM-DD`, with an optional `THH:MM`",
+    })
 }
 
 fn clock(node: &Node<String>, file: usize, diags: &mut Vec<Diagnostic>) -> Option<NaiveTime> {
     let parsed = NaiveTime::parse_from_str(&node.node, "%H:%M");
-    parsed.map_err(|_| diags.push(invalid_date(file, node.span, &node.node, "time of day"))).ok()
+    parsed
+        .map_err(|_| diags.push(invalid_date(file, node.span, &node.node, "time of day")))
+        .ok()
 }
 
 fn date(node: &Node<String>, file: usize, diags: &mut Vec<Diagnostic>) -> Option<NaiveDate> {
     let parsed = NaiveDate::parse_from_str(&node.node, "%Y-%m-%d");
-    parsed.map_err(|_| diags.push(invalid_date(file, node.span, &node.node, "date"))).ok()
+    parsed
+        .map_err(|_| diags.push(invalid_date(file, node.span, &node.node, "date")))
+        .ok()
 }
 
-fn datetime(node: &Node<String>, file: usize, diags: &mut Vec<Diagnostic>) -> Option<NaiveDateTime> {
+fn datetime(
+    node: &Node<String>,
+    file: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<NaiveDateTime> {
     let text = node.node.as_str();
     let parsed = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
-        .or_else(|_| NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN)));
-    parsed.map_err(|_| diags.push(invalid_date(file, node.span, text, "date and time"))).ok()
+        .or_else(|_| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_time(NaiveTime::MIN))
+        });
+    parsed
+        .map_err(|_| diags.push(invalid_date(file, node.span, text, "date and time")))
+        .ok()
 }
 
 fn empty_window(file: usize, span: Span, message: String) -> Diagnostic {
@@ -92,31 +119,73 @@ pub fn lower(
             }
         }
     }
-    let has_windows = s.stmts.iter().any(|st| matches!(st.node, SchedStmt::Window(_)));
+    let has_windows = s
+        .stmts
+        .iter()
+        .any(|st| matches!(st.node, SchedStmt::Window(_)));
     if !had_syntax_error && (!has_windows || effects == 0) {
-        let missing = if has_windows { "an effect such as `replicas at least 4`" } else { "a window such as `on mon..fri from 08:00 to 18:00`" };
+        let missing = if has_windows {
+            "an effect such as `replicas at least 4`"
+        } else {
+            "a window such as `on mon..fri from 08:00 to 18:00`"
+        };
         diags.push(
-            Diagnostic::new(Code::EmptySchedule, file, s.name.span, format!("schedule `{}` has no {}", s.name.value, if has_windows { "effect" } else { "window" }))
-                .label("incomplete")
-                .secondary(span, "the schedule")
-                .help(format!("add {missing}")),
+            Diagnostic::new(
+                Code::EmptySchedule,
+                file,
+                s.name.span,
+                format!(
+                    "schedule `{}` has no {}",
+                    s.name.value,
+                    if has_windows { "effect" } else { "window" }
+                ),
+            )
+            .label("incomplete")
+            .secondary(span, "the schedule")
+            .help(format!("add {missing}")),
         );
     }
     if let (Some(floor), Some(ceiling)) = (effect.floor, effect.ceiling) {
         if floor > ceiling && effect.exactly.is_none() {
             diags.push(
-                Diagnostic::new(Code::ScheduleConflict, file, s.name.span, format!("schedule `{}` sets a floor of {floor} above its ceiling of {ceiling}", s.name.value))
-                    .label("contradicts itself")
-                    .help("the floor would win; lower it or raise the ceiling"),
+                Diagnostic::new(
+                    Code::ScheduleConflict,
+                    file,
+                    s.name.span,
+                    format!(
+                        "schedule `{}` sets a floor of {floor} above its ceiling of {ceiling}",
+                        s.name.value
+                    ),
+                )
+                .label("contradicts itself")
+                .help("the floor would win; lower it or raise the ceiling"),
             );
         }
     }
-    (diags.len() == errors_before || diags[errors_before..].iter().all(|d| d.severity == crate::diagnostic::Severity::Warning))
-        .then(|| model::Schedule { name: s.name.value.clone(), windows, effect })
+    (diags.len() == errors_before
+        || diags[errors_before..]
+            .iter()
+            .all(|d| d.severity == crate::diagnostic::Severity::Warning))
+    .then(|| model::Schedule {
+        name: s.name.value.clone(),
+        windows,
+        effect,
+    })
 }
 
-fn apply_effect(e: &ast::Effect, span: Span, effect: &mut Effect, exactly_span: &mut Option<Span>, file: usize, diags: &mut Vec<Diagnostic>) {
-    let mut count = |q: &Node<ast::Quantity>| values::expect_count(q, "a schedule's `replicas`", file).map_err(|d| diags.push(d)).ok();
+fn apply_effect(
+    e: &ast::Effect,
+    span: Span,
+    effect: &mut Effect,
+    exactly_span: &mut Option<Span>,
+    file: usize,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut count = |q: &Node<ast::Quantity>| {
+        values::expect_count(q, "a schedule's `replicas`", file)
+            .map_err(|d| diags.push(d))
+            .ok()
+    };
     let raise = |slot: &mut Option<u32>, n: u32| *slot = Some(slot.map_or(n, |v| v.max(n)));
     let lower = |slot: &mut Option<u32>, n: u32| *slot = Some(slot.map_or(n, |v| v.min(n)));
     match e {
@@ -166,12 +235,23 @@ fn apply_effect(e: &ast::Effect, span: Span, effect: &mut Effect, exactly_span: 
     }
 }
 
-fn window(w: &ast::Window, span: Span, default_zone: Tz, file: usize, now: DateTime<Utc>, diags: &mut Vec<Diagnostic>) -> Option<model::Window> {
+fn window(
+    w: &ast::Window,
+    span: Span,
+    default_zone: Tz,
+    file: usize,
+    now: DateTime<Utc>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<model::Window> {
     let zone = match &w.zone {
         Some(z) => zone(z, file, diags)?,
         None => default_zone,
     };
-    let except: Vec<NaiveDate> = w.except.iter().filter_map(|d| date(d, file, diags)).collect();
+    let except: Vec<NaiveDate> = w
+        .except
+        .iter()
+        .filter_map(|d| date(d, file, diags))
+        .collect();
     if except.len() != w.except.len() {
         return None;
     }
@@ -180,7 +260,11 @@ fn window(w: &ast::Window, span: Span, default_zone: Tz, file: usize, now: DateT
             let (open, close) = (clock(from, file, diags), clock(to, file, diags));
             let (open, close) = (open?, close?);
             if open == close {
-                diags.push(empty_window(file, from.span.to(to.span), format!("the window starts and ends at {}", from.node)));
+                diags.push(empty_window(
+                    file,
+                    from.span.to(to.span),
+                    format!("the window starts and ends at {}", from.node),
+                ));
                 return None;
             }
             let mut mask = [false; 7];
@@ -200,17 +284,31 @@ fn window(w: &ast::Window, span: Span, default_zone: Tz, file: usize, now: DateT
                     }
                 }
             }
-            WindowKind::Weekly { days: mask, from: open, to: close }
+            WindowKind::Weekly {
+                days: mask,
+                from: open,
+                to: close,
+            }
         }
         ast::WindowKind::OneOff { from, to } => {
             let (open, close) = (datetime(from, file, diags), datetime(to, file, diags));
             let (open, close) = (open?, close?);
             if open >= close {
-                let message = if open == close { format!("the window starts and ends at {}", from.node) } else { format!("the window ends ({}) before it starts ({})", to.node, from.node) };
+                let message = if open == close {
+                    format!("the window starts and ends at {}", from.node)
+                } else {
+                    format!(
+                        "the window ends ({}) before it starts ({})",
+                        to.node, from.node
+                    )
+                };
                 diags.push(empty_window(file, from.span.to(to.span), message));
                 return None;
             }
-            WindowKind::OneOff { from: open, to: close }
+            WindowKind::OneOff {
+                from: open,
+                to: close,
+            }
         }
         ast::WindowKind::Cron { expr, duration } => {
             let pattern = match CronPattern::parse(&expr.value) {
@@ -224,22 +322,36 @@ fn window(w: &ast::Window, span: Span, default_zone: Tz, file: usize, now: DateT
                     None
                 }
             };
-            let length = values::expect_duration(duration, "a cron window's `for`", file).map_err(|d| diags.push(d)).ok();
+            let length = values::expect_duration(duration, "a cron window's `for`", file)
+                .map_err(|d| diags.push(d))
+                .ok();
             let (pattern, length) = (pattern?, length?);
             if length.is_zero() {
-                diags.push(empty_window(file, duration.span, "the cron window lasts 0s".into()));
+                diags.push(empty_window(
+                    file,
+                    duration.span,
+                    "the cron window lasts 0s".into(),
+                ));
                 return None;
             }
-            WindowKind::Cron { pattern, duration: length }
+            WindowKind::Cron {
+                pattern,
+                duration: length,
+            }
         }
     };
     let window = model::Window { kind, zone, except };
     if let WindowKind::OneOff { to, .. } = &window.kind {
         if calendar::resolve_end(zone, *to) <= now {
             diags.push(
-                Diagnostic::new(Code::PastSchedule, file, span, "this one-off window is wholly in the past")
-                    .label(format!("ended before {}", now.format("%Y-%m-%d %H:%M UTC")))
-                    .help("remove it, or move it to its next date"),
+                Diagnostic::new(
+                    Code::PastSchedule,
+                    file,
+                    span,
+                    "this one-off window is wholly in the past",
+                )
+                .label(format!("ended before {}", now.format("%Y-%m-%d %H:%M UTC")))
+                .help("remove it, or move it to its next date"),
             );
         }
     }
@@ -247,8 +359,16 @@ fn window(w: &ast::Window, span: Span, default_zone: Tz, file: usize, now: DateT
 }
 
 /// Merged occurrences of all of a schedule's windows in `[from, to)`.
-fn occurrences(schedule: &model::Schedule, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
-    let mut all: Vec<Interval> = schedule.windows.iter().flat_map(|w| calendar::instances(w, from, to)).collect();
+fn occurrences(
+    schedule: &model::Schedule,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<Interval> {
+    let mut all: Vec<Interval> = schedule
+        .windows
+        .iter()
+        .flat_map(|w| calendar::instances(w, from, to))
+        .collect();
     all.sort();
     let mut merged: Vec<Interval> = Vec::with_capacity(all.len());
     for i in all {
@@ -262,11 +382,19 @@ fn occurrences(schedule: &model::Schedule, from: DateTime<Utc>, to: DateTime<Utc
 
 /// The first instant at which both schedules are active, looking from a little before
 /// `now` to `HORIZON_DAYS` after it, and over the whole of any one-off window.
-fn first_overlap(a: &model::Schedule, b: &model::Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn first_overlap(
+    a: &model::Schedule,
+    b: &model::Schedule,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let mut from = now - TimeDelta::days(1);
     let mut to = now + TimeDelta::days(HORIZON_DAYS);
     for w in a.windows.iter().chain(&b.windows) {
-        if let WindowKind::OneOff { from: open, to: close } = w.kind {
+        if let WindowKind::OneOff {
+            from: open,
+            to: close,
+        } = w.kind
+        {
             from = from.min(calendar::resolve_start(w.zone, open));
             to = to.max(calendar::resolve_end(w.zone, close));
         }
@@ -282,16 +410,24 @@ fn first_overlap(a: &model::Schedule, b: &model::Schedule, now: DateTime<Utc>) -
     None
 }
 
-pub fn conflicts(schedules: &[(model::Schedule, Span)], file: usize, now: DateTime<Utc>, diags: &mut Vec<Diagnostic>) {
+pub fn conflicts(
+    schedules: &[(model::Schedule, Span)],
+    file: usize,
+    now: DateTime<Utc>,
+    diags: &mut Vec<Diagnostic>,
+) {
     for (j, (b, b_span)) in schedules.iter().enumerate() {
         for (a, a_span) in &schedules[..j] {
-            let exactly = matches!((a.effect.exactly, b.effect.exactly), (Some(x), Some(y)) if x != y);
+            let exactly =
+                matches!((a.effect.exactly, b.effect.exactly), (Some(x), Some(y)) if x != y);
             let crossed = |f: &Effect, c: &Effect| matches!((f.floor, c.ceiling), (Some(fl), Some(ce)) if fl > ce);
             let conflict = crossed(&a.effect, &b.effect) || crossed(&b.effect, &a.effect);
             if !exactly && !conflict {
                 continue;
             }
-            let Some(at) = first_overlap(a, b, now) else { continue };
+            let Some(at) = first_overlap(a, b, now) else {
+                continue;
+            };
             let when = format!("both are active at {}", at.format("%Y-%m-%d %H:%M UTC"));
             let diagnostic = if exactly {
                 Diagnostic::new(
@@ -304,7 +440,11 @@ pub fn conflicts(schedules: &[(model::Schedule, Span)], file: usize, now: DateTi
                 .secondary(*a_span, "overlaps this one")
                 .help("make the windows disjoint, or agree on one count")
             } else {
-                let (floor_of, ceiling_of) = if crossed(&a.effect, &b.effect) { (a, b) } else { (b, a) };
+                let (floor_of, ceiling_of) = if crossed(&a.effect, &b.effect) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 Diagnostic::new(
                     Code::ScheduleConflict,
                     file,

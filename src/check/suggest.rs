@@ -8,16 +8,25 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter(|c| *c != name)
         .map(|c| {
             // Case differences alone are the likeliest slip (`mb` for `MB`).
-            let distance = if c.to_lowercase() == name_lower { 0.0 } else { 1.0 - strsim::jaro_winkler(&name_lower, &c.to_lowercase()) };
+            let distance = if c.to_lowercase() == name_lower {
+                0.0
+            } else {
+                1.0 - strsim::jaro_winkler(&name_lower, &c.to_lowercase())
+            };
             (distance, c)
         })
-        .filter(|(distance, c)| *distance < 0.2 || strsim::levenshtein(name, c) <= 1 + name.len() / 4)
+        .filter(|(distance, c)| {
+            *distance < 0.2 || strsim::levenshtein(name, c) <= 1 + name.len() / 4
+        })
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
 
 /// `help` text for a near name, if there is one.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     nearest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
@@ -27,7 +36,10 @@ mod tests {
 
     #[test]
     fn finds_typos_and_case_slips() {
-        assert_eq!(nearest("cpu_usge", ["cpu_usage", "memory"]), Some("cpu_usage"));
+        assert_eq!(
+            nearest("cpu_usge", ["cpu_usage", "memory"]),
+            Some("cpu_usage")
+        );
         assert_eq!(nearest("mb", ["MB", "m", "ms"]), Some("MB"));
         assert_eq!(nearest("latency", ["cpu", "memory"]), None);
     }

@@ -94,23 +94,52 @@ impl Direction {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stmt {
-    Target { actuator: Ident, id: Node<Str> },
-    Replicas { min: Node<Quantity>, max: Node<Quantity> },
+    Target {
+        actuator: Ident,
+        id: Node<Str>,
+    },
+    Replicas {
+        min: Node<Quantity>,
+        max: Node<Quantity>,
+    },
     Every(Node<Quantity>),
-    Metric { name: Ident, source: Ident, query: Node<Str> },
-    Let { name: Ident, expr: Node<Expr> },
+    Metric {
+        name: Ident,
+        source: Ident,
+        query: Node<Str>,
+    },
+    Let {
+        name: Ident,
+        expr: Node<Expr>,
+    },
     CurrentFrom(Ident),
     Timezone(Node<Str>),
     DryRun,
-    Track { expr: Node<Expr>, target: TrackTarget },
+    Track {
+        expr: Node<Expr>,
+        target: TrackTarget,
+    },
     Desired(Node<Expr>),
-    When { cond: Node<Expr>, sustain: Option<Node<Quantity>>, action: Action },
+    When {
+        cond: Node<Expr>,
+        sustain: Option<Node<Quantity>>,
+        action: Action,
+    },
     Buffer(Node<Quantity>),
     Tolerance(Node<Quantity>),
     OnMissing(Missing),
-    Stabilize { direction: Direction, window: Node<Quantity> },
-    Limit { direction: Direction, limit: Limit },
-    Cooldown { direction: Direction, window: Node<Quantity> },
+    Stabilize {
+        direction: Direction,
+        window: Node<Quantity>,
+    },
+    Limit {
+        direction: Direction,
+        limit: Limit,
+    },
+    Cooldown {
+        direction: Direction,
+        window: Node<Quantity>,
+    },
     Schedule(Schedule),
     /// A statement that could not be parsed; its diagnostic was already reported.
     Error,
@@ -134,11 +163,23 @@ impl Stmt {
             Stmt::Buffer(_) => "buffer",
             Stmt::Tolerance(_) => "tolerance",
             Stmt::OnMissing(_) => "on missing",
-            Stmt::Stabilize { direction: Direction::Up, .. } => "stabilize up",
-            Stmt::Stabilize { direction: Direction::Down, .. } => "stabilize down",
+            Stmt::Stabilize {
+                direction: Direction::Up,
+                ..
+            } => "stabilize up",
+            Stmt::Stabilize {
+                direction: Direction::Down,
+                ..
+            } => "stabilize down",
             Stmt::Limit { .. } => "limit",
-            Stmt::Cooldown { direction: Direction::Up, .. } => "cooldown up",
-            Stmt::Cooldown { direction: Direction::Down, .. } => "cooldown down",
+            Stmt::Cooldown {
+                direction: Direction::Up,
+                ..
+            } => "cooldown up",
+            Stmt::Cooldown {
+                direction: Direction::Down,
+                ..
+            } => "cooldown down",
             Stmt::Schedule(_) => "schedule",
             Stmt::Error => "",
         }
@@ -161,12 +202,18 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Missing {
     Hold,
-    ScaleTo { replicas: Node<Quantity>, after: Node<Quantity> },
+    ScaleTo {
+        replicas: Node<Quantity>,
+        after: Node<Quantity>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Limit {
-    Rate { amount: Node<Quantity>, per: Node<Quantity> },
+    Rate {
+        amount: Node<Quantity>,
+        per: Node<Quantity>,
+    },
     SelectMin,
     SelectMax,
     Disabled,
@@ -195,9 +242,19 @@ pub struct Window {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WindowKind {
-    Weekly { days: Vec<Node<DayItem>>, from: Node<String>, to: Node<String> },
-    OneOff { from: Node<String>, to: Node<String> },
-    Cron { expr: Node<Str>, duration: Node<Quantity> },
+    Weekly {
+        days: Vec<Node<DayItem>>,
+        from: Node<String>,
+        to: Node<String>,
+    },
+    OneOff {
+        from: Node<String>,
+        to: Node<String>,
+    },
+    Cron {
+        expr: Node<Str>,
+        duration: Node<Quantity>,
+    },
 }
 
 /// Days are numbered from Monday = 0.
@@ -253,7 +310,10 @@ impl BinOp {
     }
 
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le | BinOp::Eq | BinOp::Ne)
+        matches!(
+            self,
+            BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le | BinOp::Eq | BinOp::Ne
+        )
     }
 
     pub fn is_logical(self) -> bool {

@@ -21,8 +21,14 @@ pub fn scan(text: &str) -> Vec<Comment> {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
-                let end = if i > start && bytes[i - 1] == b'\r' { i - 1 } else { i };
-                out.push(Comment { span: Span::new(start, end) });
+                let end = if i > start && bytes[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                out.push(Comment {
+                    span: Span::new(start, end),
+                });
             }
             b'"' => {
                 i += 1;
@@ -31,7 +37,9 @@ pub fn scan(text: &str) -> Vec<Comment> {
                 }
                 i += 1;
             }
-            b'r' if (i == 0 || !ident(bytes[i - 1])) && matches!(bytes.get(i + 1), Some(b'"' | b'#')) => {
+            b'r' if (i == 0 || !ident(bytes[i - 1]))
+                && matches!(bytes.get(i + 1), Some(b'"' | b'#')) =>
+            {
                 let hashes = bytes[i + 1..].iter().take_while(|&&b| b == b'#').count();
                 let open = i + 1 + hashes;
                 if bytes.get(open) != Some(&b'"') {
@@ -58,7 +66,10 @@ mod tests {
     #[test]
     fn skips_hashes_inside_strings() {
         let text = "a \"x # y\" # one\nr#\"q # \"# # two\n";
-        let found: Vec<&str> = scan(text).iter().map(|c| &text[c.span.start..c.span.end]).collect();
+        let found: Vec<&str> = scan(text)
+            .iter()
+            .map(|c| &text[c.span.start..c.span.end])
+            .collect();
         assert_eq!(found, vec!["# one", "# two"]);
     }
 }

@@ -10,14 +10,48 @@ use crate::diagnostic::{Diagnostic, Span};
 
 const INDENT: &str = "  ";
 
-/// Format a whole file. A file with syntax errors is not formatted: its diagnostics
-/// are returned instead.
-pub fn format(text: &str) -> Result<String, Vec<Diagnostic>> {
+#[derive(Debug)]
+pub enum FormatError {
+    /// The input has syntax errors: nothing is formatted.
+    Syntax(Vec<Diagnostic>),
+    /// The output did not parse back to the same tree. A bug in the formatter; the
+    /// input is left alone.
+    Unstable(String),
+}
+
+/// Format a whole file. The output is parsed again and compared with the input's tree
+/// (spans aside) before it is returned, so a formatter bug can never change a policy.
+pub fn format(text: &str) -> Result<String, FormatError> {
     let (tree, diagnostics) = super::parse(text, 0);
     if !diagnostics.is_empty() {
-        return Err(diagnostics);
+        return Err(FormatError::Syntax(diagnostics));
     }
-    let mut printer = Printer { text, comments: comments::scan(text), next: 0, last_end: 0, out: String::new() };
+    let out = print(text, &tree);
+    let (again, diagnostics) = super::parse(&out, 0);
+    if !diagnostics.is_empty() {
+        let first = diagnostics
+            .first()
+            .map_or(String::new(), |d| d.message.clone());
+        return Err(FormatError::Unstable(format!(
+            "the formatted text does not parse: {first}"
+        )));
+    }
+    if again != tree {
+        return Err(FormatError::Unstable(
+            "the formatted text parses to a different policy".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn print(text: &str, tree: &File) -> String {
+    let mut printer = Printer {
+        text,
+        comments: comments::scan(text),
+        next: 0,
+        last_end: 0,
+        out: String::new(),
+    };
     for item in &tree.items {
         if let TopItem::Policy(policy) = item {
             printer.policy(policy);
@@ -28,7 +62,7 @@ pub fn format(text: &str) -> Result<String, Vec<Diagnostic>> {
     while out.ends_with("\n\n") {
         out.pop();
     }
-    Ok(out)
+    out
 }
 
 /// One statement on one line, as `fmt` prints it (used to name rules in explanations).
@@ -61,8 +95,15 @@ impl Printer<'_> {
     fn gap(&mut self, at: usize) {
         let between = self.text.get(self.last_end..at).unwrap_or("");
         let lines: Vec<&str> = between.split('\n').collect();
-        let blank = lines.len() >= 3 && lines[1..lines.len() - 1].iter().any(|l| l.trim().is_empty());
-        if blank && !self.out.is_empty() && !self.out.ends_with("{\n") && !self.out.ends_with("\n\n") {
+        let blank = lines.len() >= 3
+            && lines[1..lines.len() - 1]
+                .iter()
+                .any(|l| l.trim().is_empty());
+        if blank
+            && !self.out.is_empty()
+            && !self.out.ends_with("{\n")
+            && !self.out.ends_with("\n\n")
+        {
             self.out.push('\n');
         }
     }
@@ -74,7 +115,12 @@ impl Printer<'_> {
                 break;
             }
             self.gap(c.span.start);
-            let body = self.text.get(c.span.start..c.span.end).unwrap_or("#").trim_end().to_string();
+            let body = self
+                .text
+                .get(c.span.start..c.span.end)
+                .unwrap_or("#")
+                .trim_end()
+                .to_string();
             self.line(depth, &body);
             self.last_end = c.span.end;
             self.next += 1;
@@ -83,12 +129,19 @@ impl Printer<'_> {
 
     /// A comment on the same source line right after `end` stays at the end of the line.
     fn trailing(&mut self, end: usize) {
-        let Some(c) = self.comments.get(self.next) else { return };
+        let Some(c) = self.comments.get(self.next) else {
+            return;
+        };
         let between = self.text.get(end..c.span.start).unwrap_or("\n");
         if between.contains('\n') || !between.trim().is_empty() {
             return;
         }
-        let body = self.text.get(c.span.start..c.span.end).unwrap_or("#").trim_end().to_string();
+        let body = self
+            .text
+            .get(c.span.start..c.span.end)
+            .unwrap_or("#")
+            .trim_end()
+            .to_string();
         if self.out.ends_with('\n') {
             self.out.pop();
         }
@@ -167,15 +220,29 @@ fn leaf(s: &mut String, stmt: &Stmt) {
         Stmt::Target { actuator, id } => format!("target {} {}", actuator.node, id.raw),
         Stmt::Replicas { min, max } => format!("replicas {}..{}", q(min), q(max)),
         Stmt::Every(v) => format!("every {}", q(v)),
-        Stmt::Metric { name, source, query } => format!("metric {} = {} {}", name.node, source.node, query.raw),
+        Stmt::Metric {
+            name,
+            source,
+            query,
+        } => format!("metric {} = {} {}", name.node, source.node, query.raw),
         Stmt::Let { name, expr: e } => format!("let {} = {}", name.node, expr(e)),
         Stmt::CurrentFrom(name) => format!("current from {}", name.node),
         Stmt::Timezone(zone) => format!("timezone {}", zone.raw),
         Stmt::DryRun => "dry-run".to_string(),
-        Stmt::Track { expr: e, target: TrackTarget::At(t) } => format!("track {} at {}", expr(e), q(t)),
-        Stmt::Track { expr: e, target: TrackTarget::PerReplica(t) } => format!("track {} per replica {}", expr(e), q(t)),
+        Stmt::Track {
+            expr: e,
+            target: TrackTarget::At(t),
+        } => format!("track {} at {}", expr(e), q(t)),
+        Stmt::Track {
+            expr: e,
+            target: TrackTarget::PerReplica(t),
+        } => format!("track {} per replica {}", expr(e), q(t)),
         Stmt::Desired(e) => format!("desired = {}", expr(e)),
-        Stmt::When { cond, sustain, action } => {
+        Stmt::When {
+            cond,
+            sustain,
+            action,
+        } => {
             let mut t = format!("when {}", expr(cond));
             if let Some(d) = sustain {
                 t.push_str(&format!(" for {}", q(d)));
@@ -193,8 +260,12 @@ fn leaf(s: &mut String, stmt: &Stmt) {
         Stmt::OnMissing(Missing::ScaleTo { replicas, after }) => {
             format!("on missing scale to {} after {}", q(replicas), q(after))
         }
-        Stmt::Stabilize { direction, window } => format!("stabilize {} {}", direction.as_str(), q(window)),
-        Stmt::Cooldown { direction, window } => format!("cooldown {} {}", direction.as_str(), q(window)),
+        Stmt::Stabilize { direction, window } => {
+            format!("stabilize {} {}", direction.as_str(), q(window))
+        }
+        Stmt::Cooldown { direction, window } => {
+            format!("cooldown {} {}", direction.as_str(), q(window))
+        }
         Stmt::Limit { direction, limit } => {
             let rest = match limit {
                 Limit::Rate { amount, per } => format!("{} per {}", q(amount), q(per)),
@@ -216,10 +287,19 @@ fn sched_stmt(s: &mut String, stmt: &SchedStmt) {
             match &w.kind {
                 WindowKind::Weekly { days, from, to } => {
                     let days: Vec<String> = days.iter().map(|d| day_item(d.node)).collect();
-                    s.push_str(&format!("on {} from {} to {}", days.join(","), from.node, to.node));
+                    s.push_str(&format!(
+                        "on {} from {} to {}",
+                        days.join(","),
+                        from.node,
+                        to.node
+                    ));
                 }
-                WindowKind::OneOff { from, to } => s.push_str(&format!("from {} to {}", from.node, to.node)),
-                WindowKind::Cron { expr, duration } => s.push_str(&format!("cron {} for {}", expr.raw, duration.text())),
+                WindowKind::OneOff { from, to } => {
+                    s.push_str(&format!("from {} to {}", from.node, to.node))
+                }
+                WindowKind::Cron { expr, duration } => {
+                    s.push_str(&format!("cron {} for {}", expr.raw, duration.text()))
+                }
             }
             if let Some(zone) = &w.zone {
                 s.push_str(&format!(" in {}", zone.raw));
@@ -302,7 +382,7 @@ mod tests {
     #[test]
     fn lays_out_and_keeps_comments() {
         let input = "# head\npolicy \"p\"{target k \"x\"   # why\nreplicas 1..2\n\n\n  # about cpu\ntrack cpu   at 50% }";
-        let out = format(input).unwrap_or_default();
+        let out = format(input).unwrap_or_else(|e| unreachable!("{e:?}"));
         let want = "# head\npolicy \"p\" {\n  target k \"x\"  # why\n  replicas 1..2\n\n  # about cpu\n  track cpu at 50%\n}\n";
         assert_eq!(out, want);
         assert_eq!(format(&out).unwrap_or_default(), want);

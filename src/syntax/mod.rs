@@ -2,8 +2,8 @@
 //! one canonical layout. The parser module is the only one that knows pest.
 
 pub mod ast;
-pub mod format;
 mod comments;
+pub mod format;
 mod parser;
 
 pub use parser::{MAX_EXPR_TERMS, MAX_NESTING, parse};

@@ -44,7 +44,12 @@ pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
     // for the whole process: toggling it per call would race between threads.
     DETAIL.call_once(|| pest::set_error_detail(true));
 
-    let mut builder = Builder { file, text, diagnostics: Vec::new(), terms: 0 };
+    let mut builder = Builder {
+        file,
+        text,
+        diagnostics: Vec::new(),
+        terms: 0,
+    };
     if let Some(diagnostic) = nesting_guard(text, file) {
         return (File::default(), vec![diagnostic]);
     }
@@ -56,7 +61,9 @@ pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
         Err(error) => {
             // The recovery rules make this rare (an unterminated block at the end of
             // the file, for one): report pest's error as it is.
-            builder.diagnostics.push(syntax_diagnostic(&error, text, 0, file));
+            builder
+                .diagnostics
+                .push(syntax_diagnostic(&error, text, 0, file));
             File::default()
         }
     };
@@ -103,7 +110,12 @@ impl<'t> Builder<'t> {
         let offset = pair.as_span().start();
         let diagnostic = match ScaleParser::parse(strict, pair.as_str()) {
             Err(error) => syntax_diagnostic(&error, self.text, offset, self.file),
-            Ok(_) => Diagnostic::new(Code::Syntax, self.file, span_of(pair), "cannot read this statement"),
+            Ok(_) => Diagnostic::new(
+                Code::Syntax,
+                self.file,
+                span_of(pair),
+                "cannot read this statement",
+            ),
         };
         self.diagnostics.push(diagnostic);
     }
@@ -113,7 +125,13 @@ impl<'t> Builder<'t> {
         let mut inner = significant(pair.into_inner());
         let name = match inner.next() {
             Some(p) => self.string(p),
-            None => Node::new(Str { value: String::new(), raw: String::new() }, span),
+            None => Node::new(
+                Str {
+                    value: String::new(),
+                    raw: String::new(),
+                },
+                span,
+            ),
         };
         let stmts = inner.map(|p| self.stmt(p)).collect();
         Policy { name, stmts, span }
@@ -131,26 +149,42 @@ impl<'t> Builder<'t> {
             Some(stmt) => stmt,
             None => {
                 // Unreachable for a tree the grammar accepted; keep going regardless.
-                self.diagnostics.push(Diagnostic::new(Code::Syntax, self.file, span, "cannot read this statement"));
+                self.diagnostics.push(Diagnostic::new(
+                    Code::Syntax,
+                    self.file,
+                    span,
+                    "cannot read this statement",
+                ));
                 Stmt::Error
             }
         };
         Node::new(stmt, span)
     }
 
-    fn stmt_body<'i>(&mut self, rule: Rule, inner: &mut impl Iterator<Item = Pair<'i, Rule>>) -> Option<Stmt> {
+    fn stmt_body<'i>(
+        &mut self,
+        rule: Rule,
+        inner: &mut impl Iterator<Item = Pair<'i, Rule>>,
+    ) -> Option<Stmt> {
         Some(match rule {
-            Rule::target_stmt => Stmt::Target { actuator: ident(inner.next()?), id: self.string(inner.next()?) },
-            Rule::replicas_stmt => {
-                Stmt::Replicas { min: quantity(inner.next()?), max: quantity(inner.next()?) }
-            }
+            Rule::target_stmt => Stmt::Target {
+                actuator: ident(inner.next()?),
+                id: self.string(inner.next()?),
+            },
+            Rule::replicas_stmt => Stmt::Replicas {
+                min: quantity(inner.next()?),
+                max: quantity(inner.next()?),
+            },
             Rule::every_stmt => Stmt::Every(quantity(inner.next()?)),
             Rule::metric_stmt => Stmt::Metric {
                 name: ident(inner.next()?),
                 source: ident(inner.next()?),
                 query: self.string(inner.next()?),
             },
-            Rule::let_stmt => Stmt::Let { name: ident(inner.next()?), expr: self.expr_root(inner.next()?) },
+            Rule::let_stmt => Stmt::Let {
+                name: ident(inner.next()?),
+                expr: self.expr_root(inner.next()?),
+            },
             Rule::current_stmt => Stmt::CurrentFrom(ident(inner.next()?)),
             Rule::timezone_stmt => Stmt::Timezone(self.string(inner.next()?)),
             Rule::dry_run_stmt => Stmt::DryRun,
@@ -181,7 +215,11 @@ impl<'t> Builder<'t> {
                     Rule::scale_down => Action::Down(quantity(value)),
                     _ => Action::To(self.expr_root(value)),
                 };
-                Stmt::When { cond, sustain, action }
+                Stmt::When {
+                    cond,
+                    sustain,
+                    action,
+                }
             }
             Rule::buffer_stmt => Stmt::Buffer(quantity(inner.next()?)),
             Rule::tolerance_stmt => Stmt::Tolerance(quantity(inner.next()?)),
@@ -195,12 +233,14 @@ impl<'t> Builder<'t> {
                     })
                 }
             },
-            Rule::stabilize_stmt => {
-                Stmt::Stabilize { direction: direction(inner.next()?)?, window: quantity(inner.next()?) }
-            }
-            Rule::cooldown_stmt => {
-                Stmt::Cooldown { direction: direction(inner.next()?)?, window: quantity(inner.next()?) }
-            }
+            Rule::stabilize_stmt => Stmt::Stabilize {
+                direction: direction(inner.next()?)?,
+                window: quantity(inner.next()?),
+            },
+            Rule::cooldown_stmt => Stmt::Cooldown {
+                direction: direction(inner.next()?)?,
+                window: quantity(inner.next()?),
+            },
             Rule::limit_stmt => {
                 let direction = direction(inner.next()?)?;
                 let limit = match inner.next() {
@@ -208,11 +248,18 @@ impl<'t> Builder<'t> {
                     None => Limit::Disabled,
                     Some(p) if p.as_rule() == Rule::limit_rate => {
                         let mut values = significant(p.into_inner());
-                        Limit::Rate { amount: quantity(values.next()?), per: quantity(values.next()?) }
+                        Limit::Rate {
+                            amount: quantity(values.next()?),
+                            per: quantity(values.next()?),
+                        }
                     }
                     Some(p) => {
                         let which = p.into_inner().last()?;
-                        if which.as_rule() == Rule::kw_min { Limit::SelectMin } else { Limit::SelectMax }
+                        if which.as_rule() == Rule::kw_min {
+                            Limit::SelectMin
+                        } else {
+                            Limit::SelectMax
+                        }
                     }
                 };
                 Stmt::Limit { direction, limit }
@@ -237,7 +284,12 @@ impl<'t> Builder<'t> {
             _ => effect(pair).map(SchedStmt::Effect),
         };
         let stmt = stmt.unwrap_or_else(|| {
-            self.diagnostics.push(Diagnostic::new(Code::Syntax, self.file, span, "cannot read this line"));
+            self.diagnostics.push(Diagnostic::new(
+                Code::Syntax,
+                self.file,
+                span,
+                "cannot read this line",
+            ));
             SchedStmt::Error
         });
         Node::new(stmt, span)
@@ -250,21 +302,37 @@ impl<'t> Builder<'t> {
             Rule::weekly => {
                 let mut parts = significant(kind_pair.into_inner());
                 let days = parts.next()?.into_inner().filter_map(day_item).collect();
-                WindowKind::Weekly { days, from: text_node(parts.next()?), to: text_node(parts.next()?) }
+                WindowKind::Weekly {
+                    days,
+                    from: text_node(parts.next()?),
+                    to: text_node(parts.next()?),
+                }
             }
             Rule::oneoff => {
                 let mut parts = significant(kind_pair.into_inner());
-                WindowKind::OneOff { from: text_node(parts.next()?), to: text_node(parts.next()?) }
+                WindowKind::OneOff {
+                    from: text_node(parts.next()?),
+                    to: text_node(parts.next()?),
+                }
             }
             _ => {
                 let mut parts = significant(kind_pair.into_inner());
-                WindowKind::Cron { expr: self.string(parts.next()?), duration: quantity(parts.next()?) }
+                WindowKind::Cron {
+                    expr: self.string(parts.next()?),
+                    duration: quantity(parts.next()?),
+                }
             }
         };
-        let mut window = Window { kind, zone: None, except: Vec::new() };
+        let mut window = Window {
+            kind,
+            zone: None,
+            except: Vec::new(),
+        };
         for part in inner {
             match part.as_rule() {
-                Rule::zone => window.zone = Some(self.string(significant(part.into_inner()).next()?)),
+                Rule::zone => {
+                    window.zone = Some(self.string(significant(part.into_inner()).next()?))
+                }
                 _ => window.except = significant(part.into_inner()).map(text_node).collect(),
             }
         }
@@ -282,7 +350,10 @@ impl<'t> Builder<'t> {
     }
 
     fn unescape(&mut self, raw: &str, span: Span) -> String {
-        let body = raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(raw);
+        let body = raw
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .unwrap_or(raw);
         let mut out = String::with_capacity(body.len());
         let mut chars = body.char_indices();
         while let Some((i, c)) = chars.next() {
@@ -326,7 +397,13 @@ impl<'t> Builder<'t> {
                         .label(format!("more than {MAX_EXPR_TERMS} terms"))
                         .help("split it into `let` statements"),
                 );
-                Node::new(Expr::Number(Quantity { digits: "0".into(), unit: None }), span)
+                Node::new(
+                    Expr::Number(Quantity {
+                        digits: "0".into(),
+                        unit: None,
+                    }),
+                    span,
+                )
             }
         }
     }
@@ -343,13 +420,20 @@ impl<'t> Builder<'t> {
             .map_prefix(|op, rhs| {
                 let rhs = rhs?;
                 let span = span_of(&op).to(rhs.span);
-                let op = if op.as_rule() == Rule::not { UnOp::Not } else { UnOp::Neg };
+                let op = if op.as_rule() == Rule::not {
+                    UnOp::Not
+                } else {
+                    UnOp::Neg
+                };
                 Ok(Node::new(Expr::Unary(op, Box::new(rhs)), span))
             })
             .map_infix(|lhs, op, rhs| {
                 let (lhs, rhs) = (lhs?, rhs?);
                 let span = lhs.span.to(rhs.span);
-                Ok(Node::new(Expr::Binary(bin_op(op.as_rule()), Box::new(lhs), Box::new(rhs)), span))
+                Ok(Node::new(
+                    Expr::Binary(bin_op(op.as_rule()), Box::new(lhs), Box::new(rhs)),
+                    span,
+                ))
             })
             .parse(pairs)
     }
@@ -367,7 +451,9 @@ impl<'t> Builder<'t> {
             _ => {
                 // Rule::call
                 let mut inner = pair.into_inner();
-                let Some(name) = inner.next() else { return Err(()) };
+                let Some(name) = inner.next() else {
+                    return Err(());
+                };
                 let args = inner.map(|a| self.expr(a)).collect::<Result<Vec<_>, _>>()?;
                 Expr::Call(ident(name), args)
             }
@@ -422,7 +508,10 @@ fn direction(pair: Pair<'_, Rule>) -> Option<Direction> {
 }
 
 fn day_number(text: &str) -> u8 {
-    DAY_NAMES.iter().position(|d| *d == text).map_or(0, |i| i as u8)
+    DAY_NAMES
+        .iter()
+        .position(|d| *d == text)
+        .map_or(0, |i| i as u8)
 }
 
 fn day_item(pair: Pair<'_, Rule>) -> Option<Node<DayItem>> {
@@ -433,7 +522,10 @@ fn day_item(pair: Pair<'_, Rule>) -> Option<Node<DayItem>> {
         Rule::day => DayItem::Day(day_number(inner.as_str())),
         _ => {
             let mut days = inner.into_inner();
-            DayItem::Range(day_number(days.next()?.as_str()), day_number(days.next()?.as_str()))
+            DayItem::Range(
+                day_number(days.next()?.as_str()),
+                day_number(days.next()?.as_str()),
+            )
         }
     };
     Some(Node::new(item, span))
@@ -531,9 +623,14 @@ fn nesting_guard(text: &str, file: usize) -> Option<Diagnostic> {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(
-                        Diagnostic::new(Code::TooComplex, file, Span::new(i, i + 1), "nesting is too deep")
-                            .label(format!("more than {MAX_NESTING} levels of brackets"))
-                            .help("split the expression into `let` statements"),
+                        Diagnostic::new(
+                            Code::TooComplex,
+                            file,
+                            Span::new(i, i + 1),
+                            "nesting is too deep",
+                        )
+                        .label(format!("more than {MAX_NESTING} levels of brackets"))
+                        .help("split the expression into `let` statements"),
                     );
                 }
             }
@@ -558,19 +655,41 @@ fn rule_description(rule: Rule) -> Option<&'static str> {
         Rule::clock => "a time of day (`HH:MM`)",
         Rule::date => "a date (`YYYY-MM-DD`)",
         Rule::datetime => "a date and time (`YYYY-MM-DDTHH:MM`)",
-        Rule::day | Rule::day_item | Rule::day_range | Rule::days => "a day (`mon`..`sun`, `daily`)",
-        Rule::direction | Rule::kw_up | Rule::kw_down => "`up` or `down`",
+        Rule::day | Rule::day_item | Rule::day_range | Rule::days | Rule::kw_daily => {
+            "a day (`mon`..`sun`, `daily`)"
+        }
         Rule::EOI => "end of file",
         _ => return None,
     })
 }
 
 const STATEMENT_WORDS: &[&str] = &[
-    "target", "replicas", "every", "metric", "let", "current", "timezone", "dry-run", "track", "desired", "when",
-    "buffer", "tolerance", "on", "stabilize", "limit", "cooldown", "schedule",
+    "target",
+    "replicas",
+    "every",
+    "metric",
+    "let",
+    "current",
+    "timezone",
+    "dry-run",
+    "track",
+    "desired",
+    "when",
+    "buffer",
+    "tolerance",
+    "on",
+    "stabilize",
+    "limit",
+    "cooldown",
+    "schedule",
 ];
 
-fn syntax_diagnostic(error: &pest::error::Error<Rule>, text: &str, offset: usize, file: usize) -> Diagnostic {
+fn syntax_diagnostic(
+    error: &pest::error::Error<Rule>,
+    text: &str,
+    offset: usize,
+    file: usize,
+) -> Diagnostic {
     let pos = offset
         + match error.location {
             pest::error::InputLocation::Pos(p) => p,
@@ -582,7 +701,8 @@ fn syntax_diagnostic(error: &pest::error::Error<Rule>, text: &str, offset: usize
         // character range as `a..z` and built-in rules as `BUILTIN_RULE`.
         for token in attempts.expected_tokens() {
             let token = token.to_string();
-            let is_range = token.chars().count() == 4 && token.chars().skip(1).take(2).all(|c| c == '.');
+            let is_range =
+                token.chars().count() == 4 && token.chars().skip(1).take(2).all(|c| c == '.');
             if token != "BUILTIN_RULE" && !is_range && !token.trim().is_empty() {
                 expected.insert(format!("`{token}`"));
             }
@@ -604,7 +724,10 @@ fn syntax_diagnostic(error: &pest::error::Error<Rule>, text: &str, offset: usize
         }
     }
     // A list of every statement keyword reads better as one phrase.
-    let statements = STATEMENT_WORDS.iter().filter(|w| expected.contains(&format!("`{w}`"))).count();
+    let statements = STATEMENT_WORDS
+        .iter()
+        .filter(|w| expected.contains(&format!("`{w}`")))
+        .count();
     if statements >= 4 {
         for word in STATEMENT_WORDS {
             expected.remove(&format!("`{word}`"));
@@ -612,14 +735,34 @@ fn syntax_diagnostic(error: &pest::error::Error<Rule>, text: &str, offset: usize
         expected.insert("a statement".to_string());
     }
     // Parts of words (`up` inside `update`) and digits of a number say nothing useful.
+    // A string is named as such, not by its opening characters.
+    if expected.contains("a string") {
+        expected.remove("`\"`");
+        expected.remove("`r`");
+    }
+    const DAYS: [&str; 8] = [
+        "`mon`", "`tue`", "`wed`", "`thu`", "`fri`", "`sat`", "`sun`", "`daily`",
+    ];
+    if DAYS.iter().any(|d| expected.contains(*d)) {
+        for day in DAYS {
+            expected.remove(day);
+        }
+        expected.insert("a day (`mon`..`sun`, `daily`)".to_string());
+    }
+    // `#` opens a comment, which may stand anywhere: listing it says nothing.
     expected.remove("`-`");
+    expected.remove("`#`");
     let found = found_token(text, pos);
     let message = match expected.len() {
         0 => format!("unexpected {}", found.1),
         1 => format!("expected {}, found {}", join(&expected), found.1),
         _ => format!("expected one of {}, found {}", join(&expected), found.1),
     };
-    let label = if found.0.is_empty() { "expected here".to_string() } else { "unexpected".to_string() };
+    let label = if found.0.is_empty() {
+        "expected here".to_string()
+    } else {
+        "unexpected".to_string()
+    };
     Diagnostic::new(Code::Syntax, file, found.0, message).label(label)
 }
 
@@ -642,16 +785,18 @@ fn found_token(text: &str, pos: usize) -> (Span, String) {
         return (Span::new(pos, pos), "end of file".to_string());
     };
     let len = if first.is_alphanumeric() || first == '_' {
-        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-')).unwrap_or(rest.len())
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .unwrap_or(rest.len())
     } else {
         first.len_utf8()
     };
-    let token = &rest[..len];
-    let name = match first {
-        '\n' | '\r' => "end of line".to_string(),
-        _ => format!("`{}`", token.escape_debug()),
-    };
-    (Span::new(pos, pos + len), name)
+    if first == '\n' || first == '\r' {
+        return (Span::new(pos, pos), "end of line".to_string());
+    }
+    (
+        Span::new(pos, pos + len),
+        format!("`{}`", rest[..len].escape_debug()),
+    )
 }
 
 #[cfg(test)]
@@ -674,34 +819,53 @@ mod tests {
     #[test]
     fn precedence_follows_arithmetic_then_comparison_then_logic() {
         let file = parse_ok(r#"policy "p" { let x = not a + b * c > 2 and d }"#);
-        let Stmt::Let { expr, .. } = first_stmt(&file) else { unreachable!() };
-        let Expr::Binary(BinOp::And, lhs, _) = &expr.node else { unreachable!("{expr:?}") };
-        let Expr::Unary(UnOp::Not, cmp) = &lhs.node else { unreachable!("{lhs:?}") };
-        let Expr::Binary(BinOp::Gt, sum, _) = &cmp.node else { unreachable!("{cmp:?}") };
-        let Expr::Binary(BinOp::Add, _, product) = &sum.node else { unreachable!("{sum:?}") };
+        let Stmt::Let { expr, .. } = first_stmt(&file) else {
+            unreachable!()
+        };
+        let Expr::Binary(BinOp::And, lhs, _) = &expr.node else {
+            unreachable!("{expr:?}")
+        };
+        let Expr::Unary(UnOp::Not, cmp) = &lhs.node else {
+            unreachable!("{lhs:?}")
+        };
+        let Expr::Binary(BinOp::Gt, sum, _) = &cmp.node else {
+            unreachable!("{cmp:?}")
+        };
+        let Expr::Binary(BinOp::Add, _, product) = &sum.node else {
+            unreachable!("{sum:?}")
+        };
         assert!(matches!(product.node, Expr::Binary(BinOp::Mul, _, _)));
     }
 
     #[test]
     fn raw_strings_keep_quotes_and_hashes() {
         let file = parse_ok(r##"policy "p" { metric m = prometheus r#"sum(x{a="b"})"# }"##);
-        let Stmt::Metric { query, .. } = first_stmt(&file) else { unreachable!() };
+        let Stmt::Metric { query, .. } = first_stmt(&file) else {
+            unreachable!()
+        };
         assert_eq!(query.value, r#"sum(x{a="b"})"#);
     }
 
     #[test]
     fn every_broken_statement_is_reported() {
-        let text = "policy \"p\" {\n  replicas 2..\n  every 15s\n  track cpu at\n  cooldown down 5m\n}\n";
+        let text =
+            "policy \"p\" {\n  replicas 2..\n  every 15s\n  track cpu at\n  cooldown down 5m\n}\n";
         let (file, diagnostics) = parse(text, 0);
         assert_eq!(diagnostics.len(), 2, "{diagnostics:#?}");
-        let TopItem::Policy(policy) = &file.items[0] else { unreachable!() };
+        let TopItem::Policy(policy) = &file.items[0] else {
+            unreachable!()
+        };
         assert_eq!(policy.stmts.len(), 4);
         assert!(matches!(policy.stmts[1].node, Stmt::Every(_)));
     }
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let text = format!("policy \"p\" {{ let x = {}1{} }}", "(".repeat(100_000), ")".repeat(100_000));
+        let text = format!(
+            "policy \"p\" {{ let x = {}1{} }}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
         let (_, diagnostics) = parse(&text, 0);
         assert_eq!(diagnostics[0].code, Code::TooComplex);
     }

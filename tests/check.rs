@@ -1,0 +1,103 @@
+//! Data-driven tests of `policyctl check`: every file in `tests/check/ok/` passes with
+//! no diagnostic; every file in `tests/check/err/` fails, shows the code its name
+//! begins with (`unknown-name--let-after-use.scale` → `scale::unknown-name`), and
+//! renders exactly as its snapshot beside it.
+
+use std::path::Path;
+use std::process::Command;
+
+use policyctl::diagnostic::Code;
+
+/// Fixed so that "in the past" means the same thing on every run.
+const NOW: &str = "2026-11-22T00:00:00Z";
+
+fn policyctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run policyctl: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixtures(dir: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".scale"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {dir}");
+    names
+}
+
+#[test]
+fn ok_fixtures_pass_with_no_diagnostic() {
+    for name in fixtures("tests/check/ok") {
+        let path = format!("tests/check/ok/{name}");
+        let (code, out, err) = policyctl(&["check", "--deny-warnings", "--now", NOW, &path]);
+        assert_eq!(code, 0, "{path}:\n{out}{err}");
+        assert!(
+            out.ends_with("checked 1 file: 0 errors, 0 warnings\n"),
+            "{path}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn err_fixtures_fail_with_their_code_and_match_their_snapshot() {
+    for name in fixtures("tests/check/err") {
+        let stem = name.trim_end_matches(".scale");
+        let code = stem.split("--").next().unwrap_or(stem);
+        let path = format!("tests/check/err/{name}");
+        let (status, out, err) = policyctl(&["check", "--deny-warnings", "--now", NOW, &path]);
+        assert_eq!(status, 1, "{path} should fail:\n{out}{err}");
+        assert!(
+            out.contains(&format!("scale::{code}\n")),
+            "{path} does not report scale::{code}:\n{out}"
+        );
+        insta::with_settings!({
+            snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check/err"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(stem.to_string(), out);
+        });
+    }
+}
+
+/// Codes that no single file can show: they are exercised by `tests/cli.rs`.
+const NOT_FROM_A_FIXTURE: &[Code] = &[Code::Io, Code::FileTooLarge];
+
+#[test]
+fn every_code_has_an_error_fixture() {
+    let names = fixtures("tests/check/err");
+    for code in Code::ALL {
+        if NOT_FROM_A_FIXTURE.contains(code) {
+            continue;
+        }
+        let short = code.as_str().trim_start_matches("scale::");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.trim_end_matches(".scale").split("--").next() == Some(short)),
+            "no fixture tests/check/err/{short}.scale for {code}"
+        );
+    }
+}
+
+#[test]
+fn shipped_policies_pass_check_and_are_formatted() {
+    let (code, out, err) = policyctl(&["check", "--deny-warnings", "--now", NOW, "policies"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 errors, 0 warnings"), "{out}");
+    let (code, out, err) = policyctl(&["fmt", "--check", "policies"]);
+    assert_eq!(code, 0, "policies/ is not in canonical layout:\n{out}{err}");
+}
