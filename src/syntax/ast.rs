@@ -44,11 +44,17 @@ pub enum TopItem {
     Error(Span),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub name: Node<Str>,
     pub stmts: Vec<Node<Stmt>>,
     pub span: Span,
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.stmts == other.stmts
+    }
 }
 
 /// A string literal: its decoded value and the text it was written as.

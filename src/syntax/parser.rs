@@ -78,9 +78,33 @@ struct Builder<'t> {
     terms: usize,
 }
 
+/// The span of a pair without the whitespace and comments pest leaves at its end: a
+/// rule that ends in `x*` or `x?` swallows the trivia after it, because the implicit
+/// skip comes before the (possibly empty) repetition.
 fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let s = pair.as_span();
-    Span::new(s.start(), s.end())
+    Span::new(s.start(), trimmed_end(pair))
+}
+
+fn trimmed_end(pair: &Pair<'_, Rule>) -> usize {
+    let end = pair.as_span().end();
+    let Some(last) = pair.clone().into_inner().last() else {
+        return end;
+    };
+    let last_end = trimmed_end(&last);
+    let rest = pair.get_input().get(last_end..end).unwrap_or("");
+    if is_trivia(rest) { last_end } else { end }
+}
+
+fn is_trivia(text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        match rest.strip_prefix('#') {
+            Some(comment) => rest = comment.find('\n').map_or("", |i| &comment[i..]),
+            None => return rest.is_empty(),
+        }
+    }
 }
 
 /// The pairs of the grammar that carry meaning: keywords are dropped.
