@@ -75,19 +75,91 @@ impl Checked {
     }
 }
 
+/// What one file gave on its own, before the checks across files.
+struct FileResult {
+    diagnostics: Vec<Diagnostic>,
+    policies: Vec<PolicyResult>,
+}
+
+struct PolicyResult {
+    name: String,
+    span: Span,
+    model: Option<model::Policy>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+fn check_file(file: usize, source: &Source, options: &Options) -> FileResult {
+    let (tree, diagnostics) = syntax::parse(&source.text, file);
+    let policies = tree
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            ast::TopItem::Policy(p) => Some(p),
+            ast::TopItem::Error(_) => None,
+        })
+        .map(|p| {
+            let mut diagnostics = Vec::new();
+            let queries_ok = check_queries(p, file, options, &mut diagnostics);
+            let (lowered, lowering) = policy::lower(p, file, options);
+            diagnostics.extend(lowering);
+            let failed = !queries_ok || diagnostics.iter().any(|d| d.severity == Severity::Error);
+            PolicyResult {
+                name: p.name.value.clone(),
+                span: p.name.span,
+                model: lowered.filter(|_| !failed),
+                diagnostics,
+            }
+        })
+        .collect();
+    FileResult {
+        diagnostics,
+        policies,
+    }
+}
+
 /// Check every source together: policy names must be unique across all of them.
+/// Files are checked on all cores; the result does not depend on how many.
 pub fn check(sources: &[Source], options: &Options) -> Checked {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len())
+        .max(1);
+    let results: Vec<FileResult> = if threads == 1 {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| check_file(i, s, options))
+            .collect()
+    } else {
+        let chunk = sources.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = sources
+                .chunks(chunk)
+                .enumerate()
+                .map(|(c, part)| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, s)| check_file(c * chunk + i, s, options))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // A panic in a worker is a bug; it surfaces as one here, as it would
+            // have without threads.
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+
     let mut out = Checked::default();
     let mut names: HashMap<String, (usize, Span)> = HashMap::new();
-    for (file, source) in sources.iter().enumerate() {
-        let (tree, diagnostics) = syntax::parse(&source.text, file);
-        out.diagnostics.extend(diagnostics);
-        for item in &tree.items {
-            let ast::TopItem::Policy(p) = item else {
-                continue;
-            };
-            let name = &p.name;
-            if let Some((first_file, first_span)) = names.get(&name.value) {
+    for (file, result) in results.into_iter().enumerate() {
+        out.diagnostics.extend(result.diagnostics);
+        for p in result.policies {
+            if let Some((first_file, first_span)) = names.get(&p.name) {
                 let elsewhere = if *first_file == file {
                     String::new()
                 } else {
@@ -97,8 +169,8 @@ pub fn check(sources: &[Source], options: &Options) -> Checked {
                     Diagnostic::new(
                         Code::DuplicatePolicy,
                         file,
-                        name.span,
-                        format!("policy `{}` is defined twice", name.value),
+                        p.span,
+                        format!("policy `{}` is defined twice", p.name),
                     )
                     .label("defined again here")
                     .secondary_in(
@@ -110,12 +182,9 @@ pub fn check(sources: &[Source], options: &Options) -> Checked {
                 );
                 continue;
             }
-            names.insert(name.value.clone(), (file, name.span));
-            let queries_ok = check_queries(p, file, options, &mut out.diagnostics);
-            let (lowered, diagnostics) = policy::lower(p, file, options);
-            let failed = !queries_ok || diagnostics.iter().any(|d| d.severity == Severity::Error);
-            out.diagnostics.extend(diagnostics);
-            if let (Some(policy), false) = (lowered, failed) {
+            names.insert(p.name, (file, p.span));
+            out.diagnostics.extend(p.diagnostics);
+            if let Some(policy) = p.model {
                 out.policies.push(CheckedPolicy { file, policy });
             }
         }

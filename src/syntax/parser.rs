@@ -1,7 +1,7 @@
 //! pest → AST. The only module that sees pest types: everything it returns is ours.
 
 use std::collections::BTreeSet;
-use std::sync::{LazyLock, Once};
+use std::sync::{LazyLock, Mutex};
 
 use pest::Parser as _;
 use pest::iterators::{Pair, Pairs};
@@ -39,11 +39,6 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 /// Parse one file. Syntax errors are reported per statement; the tree holds an
 /// `Error` node where a statement could not be read.
 pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
-    static DETAIL: Once = Once::new();
-    // Expected-token detail is read when a parser state is created, so it is set once
-    // for the whole process: toggling it per call would race between threads.
-    DETAIL.call_once(|| pest::set_error_detail(true));
-
     let mut builder = Builder {
         file,
         text,
@@ -68,6 +63,30 @@ pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
         }
     };
     (tree, builder.diagnostics)
+}
+
+/// How many threads are re-parsing an error right now.
+static DETAIL_USERS: Mutex<usize> = Mutex::new(0);
+
+/// Run a parse with pest's expected-token detail on. pest reads that switch (a global)
+/// when a parse starts, and it slows every parse by a quarter, so it is on only while
+/// some thread re-parses an error for its message. Other threads' parses that start
+/// meanwhile only run a little slower.
+fn with_detail<T>(parse: impl FnOnce() -> T) -> T {
+    {
+        let mut users = DETAIL_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        *users += 1;
+        if *users == 1 {
+            pest::set_error_detail(true);
+        }
+    }
+    let out = parse();
+    let mut users = DETAIL_USERS.lock().unwrap_or_else(|e| e.into_inner());
+    *users = users.saturating_sub(1);
+    if *users == 0 {
+        pest::set_error_detail(false);
+    }
+    out
 }
 
 struct Builder<'t> {
@@ -132,7 +151,7 @@ impl<'t> Builder<'t> {
     /// strict rule, which fails where the statement went wrong.
     fn recover(&mut self, pair: &Pair<'_, Rule>, strict: Rule) {
         let offset = pair.as_span().start();
-        let diagnostic = match ScaleParser::parse(strict, pair.as_str()) {
+        let diagnostic = match with_detail(|| ScaleParser::parse(strict, pair.as_str())) {
             Err(error) => syntax_diagnostic(&error, self.text, offset, self.file),
             Ok(_) => Diagnostic::new(
                 Code::Syntax,
