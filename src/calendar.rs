@@ -176,6 +176,24 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
     out
 }
 
+/// The occurrences of any of `windows` that overlap `[from, to)`, sorted, with
+/// overlapping or touching ones merged: when a schedule with these windows is active.
+pub fn occurrences(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
+    let mut all: Vec<Interval> = windows
+        .iter()
+        .flat_map(|w| instances(w, from, to))
+        .collect();
+    all.sort();
+    let mut merged: Vec<Interval> = Vec::with_capacity(all.len());
+    for interval in all {
+        match merged.last_mut() {
+            Some(last) if interval.start <= last.end => last.end = last.end.max(interval.end),
+            _ => merged.push(interval),
+        }
+    }
+    merged
+}
+
 /// The occurrence of `window` that contains `at`, if any.
 pub fn active_at(window: &Window, at: DateTime<Utc>) -> Option<Interval> {
     let end = at + TimeDelta::seconds(1);

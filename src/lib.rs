@@ -4,5 +4,7 @@
 pub mod calendar;
 pub mod check;
 pub mod diagnostic;
+pub mod engine;
 pub mod model;
+pub mod sim;
 pub mod syntax;

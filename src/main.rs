@@ -52,6 +52,56 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Replay a metric trace through a policy with the real engine.
+    Simulate {
+        policy_file: PathBuf,
+        /// CSV: `time,METRIC,...`; RFC 3339 times; an empty cell is a missing sample.
+        #[arg(long)]
+        trace: PathBuf,
+        /// The policy to run, when the file holds several.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Replicas at the start (default: the policy's MIN).
+        #[arg(long)]
+        initial: Option<u32>,
+        /// A column that is a total over the fleet: the policy sees total / current.
+        #[arg(long = "per-replica", value_name = "NAME")]
+        per_replica: Vec<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: SimFormat,
+        /// Print every tick, holds included.
+        #[arg(long)]
+        all_ticks: bool,
+        /// Draw metrics, recommendation, replicas and schedules to an SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+    /// Run policy unit tests (`*.scaletest.ron`).
+    Test {
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+    },
+    /// Explain one tick in full: every rule, every step.
+    Explain {
+        policy_file: PathBuf,
+        /// The tick at or before this instant (RFC 3339).
+        #[arg(long)]
+        at: DateTime<Utc>,
+        #[arg(long)]
+        trace: PathBuf,
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        initial: Option<u32>,
+        #[arg(long = "per-replica", value_name = "NAME")]
+        per_replica: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SimFormat {
+    Human,
+    Json,
 }
 
 const OK: u8 = 0;
@@ -75,8 +125,56 @@ fn main() -> ExitCode {
             now,
         } => run_check(&paths, format, deny_warnings, now),
         Command::Fmt { paths, check } => run_fmt(&paths, check),
+        Command::Simulate {
+            policy_file,
+            trace,
+            policy,
+            initial,
+            per_replica,
+            format,
+            all_ticks,
+            plot,
+        } => {
+            let json = format == SimFormat::Json;
+            report_failure(cli::sim::simulate(&cli::sim::SimulateArgs {
+                policy_file,
+                trace,
+                policy,
+                initial,
+                per_replica,
+                json,
+                all_ticks,
+                plot,
+            }))
+        }
+        Command::Test { paths } => report_failure(cli::sim::test(&paths)),
+        Command::Explain {
+            policy_file,
+            at,
+            trace,
+            policy,
+            initial,
+            per_replica,
+        } => report_failure(cli::sim::explain(&cli::sim::ExplainArgs {
+            policy_file,
+            trace,
+            at,
+            policy,
+            initial,
+            per_replica,
+        })),
     };
     ExitCode::from(code)
+}
+
+fn report_failure(result: Result<u8, cli::sim::Failure>) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(cli::sim::Failure(code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
 }
 
 fn fail(message: &str) -> u8 {

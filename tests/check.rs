@@ -104,10 +104,19 @@ fn shipped_policies_pass_check_and_are_formatted() {
 
 #[test]
 fn the_diagnostics_page_lists_every_code() {
-    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnostics.md"))
-        .unwrap_or_else(|e| panic!("docs/diagnostics.md: {e}"));
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnostics.md"))
+            .unwrap_or_else(|e| panic!("docs/diagnostics.md: {e}"));
     for code in Code::ALL {
-        let row = format!("| `{}` | {} | {} |", code.as_str(), code.severity().as_str(), code.summary());
-        assert!(page.contains(&row), "docs/diagnostics.md lacks the row\n{row}");
+        let row = format!(
+            "| `{}` | {} | {} |",
+            code.as_str(),
+            code.severity().as_str(),
+            code.summary()
+        );
+        assert!(
+            page.contains(&row),
+            "docs/diagnostics.md lacks the row\n{row}"
+        );
     }
 }

@@ -123,7 +123,10 @@ impl Scope<'_> {
                 } else {
                     result
                 };
-                (model::Expr::Binary(*op, Box::new(l), Box::new(r)), ty)
+                (
+                    model::Expr::Binary(lower_op(*op), Box::new(l), Box::new(r)),
+                    ty,
+                )
             }
             ast::Expr::Call(name, args) => self.call(name, args, expr.span, diags),
         }
@@ -249,6 +252,23 @@ impl Scope<'_> {
             return (model::Expr::Number(0.0), Ty::Unknown);
         }
         (model::Expr::Call(func, lowered), ty)
+    }
+}
+
+fn lower_op(op: BinOp) -> model::BinOp {
+    match op {
+        BinOp::Add => model::BinOp::Add,
+        BinOp::Sub => model::BinOp::Sub,
+        BinOp::Mul => model::BinOp::Mul,
+        BinOp::Div => model::BinOp::Div,
+        BinOp::Gt => model::BinOp::Gt,
+        BinOp::Ge => model::BinOp::Ge,
+        BinOp::Lt => model::BinOp::Lt,
+        BinOp::Le => model::BinOp::Le,
+        BinOp::Eq => model::BinOp::Eq,
+        BinOp::Ne => model::BinOp::Ne,
+        BinOp::And => model::BinOp::And,
+        BinOp::Or => model::BinOp::Or,
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 
-use crate::calendar::{self, Interval};
+use crate::calendar;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::model::{self, CronPattern, Effect, WindowKind};
 use crate::syntax::ast::{self, DayItem, Node, SchedStmt};
@@ -358,28 +358,6 @@ fn window(
     Some(window)
 }
 
-/// Merged occurrences of all of a schedule's windows in `[from, to)`.
-fn occurrences(
-    schedule: &model::Schedule,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<Interval> {
-    let mut all: Vec<Interval> = schedule
-        .windows
-        .iter()
-        .flat_map(|w| calendar::instances(w, from, to))
-        .collect();
-    all.sort();
-    let mut merged: Vec<Interval> = Vec::with_capacity(all.len());
-    for i in all {
-        match merged.last_mut() {
-            Some(last) if i.start <= last.end => last.end = last.end.max(i.end),
-            _ => merged.push(i),
-        }
-    }
-    merged
-}
-
 /// The first instant at which both schedules are active, looking from a little before
 /// `now` to `HORIZON_DAYS` after it, and over the whole of any one-off window.
 fn first_overlap(
@@ -399,7 +377,10 @@ fn first_overlap(
             to = to.max(calendar::resolve_end(w.zone, close));
         }
     }
-    let (xs, ys) = (occurrences(a, from, to), occurrences(b, from, to));
+    let (xs, ys) = (
+        calendar::occurrences(&a.windows, from, to),
+        calendar::occurrences(&b.windows, from, to),
+    );
     let (mut i, mut j) = (0, 0);
     while let (Some(x), Some(y)) = (xs.get(i), ys.get(j)) {
         if x.overlaps(y) {

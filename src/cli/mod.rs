@@ -1,5 +1,6 @@
-//! The binary's own modules: file discovery and output formats. The library never
+//! The binary's own modules: file discovery, output formats, and the offline tools. The library never
 //! prints; only these and `main.rs` know about terminals, JSON, GitHub and SARIF.
 
 pub mod files;
 pub mod report;
+pub mod sim;
