@@ -393,10 +393,27 @@ pub fn reason(policy: &Policy, e: &Explanation) -> String {
                     None => format!("`{text}`"),
                 }
             }
-            _ => "no rule proposed a change".to_string(),
+            _ if policy.rules.is_empty() => "no rule".to_string(),
+            _ => {
+                let why: Vec<String> = policy
+                    .rules
+                    .iter()
+                    .zip(&e.rules)
+                    .map(|(rule, outcome)| {
+                        format!("`{}` {}", rule.text, outcome_text(outcome, e.current))
+                    })
+                    .collect();
+                format!("no proposal: {}", why.join(", "))
+            }
         });
     }
-    for step in e.steps.iter().skip(1).filter(|s| s.before != s.after) {
+    // Steps that changed the count, and missing data or a cooldown even when they did
+    // not: they say why nothing moved.
+    let telling = |s: &&Step| {
+        s.before != s.after
+            || (matches!(s.kind, StepKind::Missing | StepKind::Cooldown) && s.note != Note::Nothing)
+    };
+    for step in e.steps.iter().skip(1).filter(telling) {
         parts.push(format!(
             "{}: {}",
             step.kind.title(),

@@ -204,10 +204,8 @@ fn series_trace(
         .iter()
         .map(|(name, s)| trace::expand(s).map_err(|e| format!("series `{name}`: {e}")))
         .collect::<Result<_, _>>()?;
-    let length = expanded.iter().map(Vec::len).max().unwrap_or(0);
-    if length == 0 {
-        return Err("the series hold no sample".into());
-    }
+    // A policy with no metric (schedules only) still ticks: one empty row at `start`.
+    let length = expanded.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let rows = (0..length)
         .map(|i| Row {
             at: start + interval * i32::try_from(i).unwrap_or(i32::MAX),
