@@ -28,7 +28,13 @@ fn scale_files(dir: &str) -> Vec<PathBuf> {
 fn formatting_keeps_meaning_and_is_idempotent() {
     let options = Options::at(now());
     let mut formatted_files = 0;
-    for dir in ["policies", "tests/check/ok", "tests/check/err", "tests/fmt"] {
+    for dir in [
+        "policies",
+        "tests/check/ok",
+        "tests/check/err",
+        "tests/fmt",
+        "tests/engine",
+    ] {
         for path in scale_files(dir) {
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;

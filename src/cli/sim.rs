@@ -200,7 +200,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
     print!("{out}");
     if let Some(path) = &args.plot {
         let names: Vec<String> = policy.metrics.iter().map(|m| m.name.clone()).collect();
-        let svg = plot::svg(&format!("policy {}", policy.name), &names, &points)
+        let from = points.first().map_or(String::new(), |p| {
+            format!(", from {}", p.at.format("%Y-%m-%d %H:%M UTC"))
+        });
+        let svg = plot::svg(&format!("policy {}{from}", policy.name), &names, &points)
             .map_err(|e| Failure::io(format!("cannot draw the plot: {e}")))?;
         std::fs::write(path, svg)
             .map_err(|e| Failure::io(format!("cannot write `{}`: {e}", path.display())))?;
