@@ -56,10 +56,28 @@ fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
-/// True when `at` lies in "the last `d`": `now - d < at <= now`. The instant `now`
-/// itself always belongs, so "the last 0s" is this tick alone.
-fn within(at: DateTime<Utc>, now: DateTime<Utc>, d: Duration) -> bool {
-    at <= now && (at == now || now - at < delta(d))
+/// "The last `d`" before `now`: the instants `t` with `now - d < t <= now`. The
+/// instant `now` itself always belongs, so "the last 0s" is this tick alone.
+///
+/// The cutoff `now - d` is computed once: subtracting two `DateTime`s is calendar
+/// arithmetic, far dearer than comparing them, and histories are read every tick.
+#[derive(Clone, Copy)]
+struct Window {
+    now: DateTime<Utc>,
+    cutoff: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    fn last(now: DateTime<Utc>, d: Duration) -> Window {
+        Window {
+            now,
+            cutoff: now.checked_sub_signed(delta(d)),
+        }
+    }
+
+    fn contains(self, at: DateTime<Utc>) -> bool {
+        at <= self.now && (at == self.now || self.cutoff.is_none_or(|c| at > c))
+    }
 }
 
 /// Evaluate one tick. `state` is updated in place to the state after the tick;
@@ -206,19 +224,20 @@ pub fn tick(
         at: now,
         replicas: recommendation,
     });
-    let keep = policy.stabilize_up.max(policy.stabilize_down);
+    let keep = Window::last(now, policy.stabilize_up.max(policy.stabilize_down));
     while state
         .recommendations
         .front()
-        .is_some_and(|r| !within(r.at, now, keep))
+        .is_some_and(|r| !keep.contains(r.at))
     {
         state.recommendations.pop_front();
     }
     let recent = |d: Duration| {
+        let window = Window::last(now, d);
         state
             .recommendations
             .iter()
-            .filter(move |r| within(r.at, now, d))
+            .filter(move |r| window.contains(r.at))
             .map(|r| r.replicas)
     };
     let lowest_up = recent(policy.stabilize_up).min().unwrap_or(recommendation);
@@ -349,12 +368,8 @@ pub fn tick(
             dry_run: policy.dry_run,
         }
     });
-    let keep = longest_limit_window(policy);
-    while state
-        .events
-        .front()
-        .is_some_and(|e| !within(e.at, now, keep))
-    {
+    let keep = Window::last(now, longest_limit_window(policy));
+    while state.events.front().is_some_and(|e| !keep.contains(e.at)) {
         state.events.pop_front();
     }
     Tick {
@@ -444,7 +459,11 @@ fn propose(
             }
             let opened = *window.get_or_insert(now);
             if let Some(needed) = sustain {
-                if now - opened < delta(*needed) {
+                if opened
+                    > now
+                        .checked_sub_signed(delta(*needed))
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                {
                     return Outcome::Abstained(Abstain::Sustaining {
                         since: opened,
                         needed: *needed,
@@ -486,7 +505,8 @@ impl RateLimits {
         // own scale events.
         let start = |d: Duration| -> u32 {
             let (mut added, mut removed) = (0i64, 0i64);
-            for e in state.events.iter().filter(|e| within(e.at, now, d)) {
+            let window = Window::last(now, d);
+            for e in state.events.iter().filter(|e| window.contains(e.at)) {
                 let change = i64::from(e.to) - i64::from(e.from);
                 if change > 0 {
                     added += change
@@ -588,4 +608,105 @@ fn longest_limit_window(policy: &Policy) -> Duration {
         .chain([DEFAULT_UP_WINDOW])
         .max()
         .unwrap_or(DEFAULT_UP_WINDOW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{Options, check_text};
+    use chrono::TimeZone;
+
+    fn policy(text: &str) -> Policy {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let checked = check_text(text, &Options::at(now));
+        assert_eq!(checked.errors(), 0, "{:#?}", checked.diagnostics);
+        checked
+            .policies
+            .into_iter()
+            .next()
+            .map(|c| c.policy)
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn dry_run_decisions_are_marked() {
+        let p =
+            policy("policy \"p\" {\n target t \"x\"\n replicas 1..10\n dry-run\n desired = 5\n}");
+        let tick = tick(
+            &p,
+            &mut Schedules::new(),
+            &mut State::new(),
+            &Input {
+                now: at(9, 0),
+                current: 1,
+                samples: &[],
+            },
+        );
+        let decision = tick.decision.unwrap_or_else(|| unreachable!("no decision"));
+        assert!(decision.dry_run);
+        assert_eq!(
+            (decision.from, decision.to, decision.target.as_str()),
+            (1, 5, "x")
+        );
+    }
+
+    #[test]
+    fn a_floor_above_a_ceiling_wins() {
+        // `check` refuses such schedules when they can overlap; the engine must still
+        // put capacity before cost if a model carries them.
+        let mut p = policy(
+            "policy \"p\" {\n target t \"x\"\n replicas 1..10\n desired = 5\n stabilize down 0s\n\
+             schedule \"a\" {\n on daily from 08:00 to 18:00 in \"UTC\"\n replicas at least 2\n }\n\
+             schedule \"b\" {\n on daily from 08:00 to 18:00 in \"UTC\"\n replicas at most 9\n }\n}",
+        );
+        p.schedules[0].effect.floor = Some(7);
+        p.schedules[1].effect.ceiling = Some(3);
+        let tick = tick(
+            &p,
+            &mut Schedules::new(),
+            &mut State::new(),
+            &Input {
+                now: at(9, 0),
+                current: 5,
+                samples: &[],
+            },
+        );
+        assert_eq!(tick.explanation.result, 7);
+    }
+
+    #[test]
+    fn a_scale_event_restarts_every_open_window() {
+        let p = policy(
+            "policy \"p\" {\n target t \"x\"\n replicas 1..10\n metric m = prometheus \"m\"\n\
+             when m > 1 for 1m scale up by 1\n when m > 0 for 10m scale up by 2\n}",
+        );
+        let mut state = State::new();
+        let mut schedules = Schedules::new();
+        let mut current = 1;
+        for minute in 0..=1 {
+            let input = Input {
+                now: at(9, minute),
+                current,
+                samples: &[Some(5.0)],
+            };
+            if let Some(d) = tick(&p, &mut schedules, &mut state, &input).decision {
+                current = d.to;
+            }
+        }
+        assert_eq!(current, 2, "the 1m window fired once");
+        assert_eq!(
+            state.windows,
+            vec![Some(at(9, 1)), Some(at(9, 1))],
+            "both windows count from the event"
+        );
+    }
 }
