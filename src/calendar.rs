@@ -300,6 +300,26 @@ mod tests {
     }
 
     #[test]
+    fn cron_day_fields_match_either_way_with_names_and_sunday_as_0_or_7() {
+        let fires = |expr: &str| {
+            let pattern = CronPattern::parse(expr).unwrap_or_else(|e| unreachable!("{e}"));
+            let w = Window { kind: WindowKind::Cron { pattern, duration: std::time::Duration::from_secs(60) }, zone: Tz::UTC, except: vec![] };
+            instances(&w, utc("2026-03-01T00:00:00Z"), utc("2026-04-01T00:00:00Z"))
+                .iter()
+                .map(|i| i.start.format("%d").to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // The 13th, or any Friday (crontab(5): both restricted, either matches).
+        assert_eq!(fires("0 0 13 * 5"), "06 13 20 27");
+        assert_eq!(fires("0 0 13 * fri"), "06 13 20 27");
+        // Sunday is 0 and 7.
+        assert_eq!(fires("0 0 * * 0"), "01 08 15 22 29");
+        assert_eq!(fires("0 0 * * 7"), "01 08 15 22 29");
+        assert_eq!(fires("0 0 * mar sun"), "01 08 15 22 29");
+    }
+
+    #[test]
     fn cron_twice_in_an_overlap_fires_once() {
         let pattern = CronPattern::parse("30 2 * * *").unwrap_or_else(|e| unreachable!("{e}"));
         let w = Window {
