@@ -303,7 +303,14 @@ mod tests {
     fn cron_day_fields_match_either_way_with_names_and_sunday_as_0_or_7() {
         let fires = |expr: &str| {
             let pattern = CronPattern::parse(expr).unwrap_or_else(|e| unreachable!("{e}"));
-            let w = Window { kind: WindowKind::Cron { pattern, duration: std::time::Duration::from_secs(60) }, zone: Tz::UTC, except: vec![] };
+            let w = Window {
+                kind: WindowKind::Cron {
+                    pattern,
+                    duration: std::time::Duration::from_secs(60),
+                },
+                zone: Tz::UTC,
+                except: vec![],
+            };
             instances(&w, utc("2026-03-01T00:00:00Z"), utc("2026-04-01T00:00:00Z"))
                 .iter()
                 .map(|i| i.start.format("%d").to_string())

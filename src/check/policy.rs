@@ -498,15 +498,15 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
                         let amount_value =
                             cx.take(values::expect_count_or_percent(amount, "`limit`", file));
                         let per_value = cx.take(values::expect_duration(per, "`per`", file));
-                        if let Some(d) = per_value {
-                            if d.is_zero() || d > model::MAX_LIMIT_WINDOW {
-                                cx.push(out_of_range(
-                                    file,
-                                    per.span,
-                                    "a rate limit's window must be over 0s and at most 30m",
-                                    "HPA's policies allow periods up to 1800s: `per 30m`",
-                                ));
-                            }
+                        if let Some(d) = per_value
+                            && (d.is_zero() || d > model::MAX_LIMIT_WINDOW)
+                        {
+                            cx.push(out_of_range(
+                                file,
+                                per.span,
+                                "a rate limit's window must be over 0s and at most 30m",
+                                "HPA's policies allow periods up to 1800s: `per 30m`",
+                            ));
                         }
                         if let (Some(a), Some(per)) = (amount_value, per_value) {
                             let amount = match a {
@@ -644,26 +644,27 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
         ("stabilize up", stabilize_up),
         ("stabilize down", stabilize_down),
     ] {
-        if let Some(span) = span {
-            if !d.is_zero() && d < every_value {
-                cx.push(
-                    Diagnostic::new(
-                        Code::IneffectiveWindow,
-                        file,
-                        span,
-                        format!(
-                            "`{what} {}` is shorter than `every` ({}) and has no effect",
-                            show(d),
-                            show(every_value)
-                        ),
-                    )
-                    .label("shorter than one tick")
-                    .help(format!(
-                        "make it at least {} or remove it",
+        if let Some(span) = span
+            && !d.is_zero()
+            && d < every_value
+        {
+            cx.push(
+                Diagnostic::new(
+                    Code::IneffectiveWindow,
+                    file,
+                    span,
+                    format!(
+                        "`{what} {}` is shorter than `every` ({}) and has no effect",
+                        show(d),
                         show(every_value)
-                    )),
-                );
-            }
+                    ),
+                )
+                .label("shorter than one tick")
+                .help(format!(
+                    "make it at least {} or remove it",
+                    show(every_value)
+                )),
+            );
         }
     }
     for up in &ups {
@@ -912,7 +913,7 @@ fn amount_text(amount: RateAmount) -> String {
 /// A duration as people write it: `90s`, `5m`, `1h30m`.
 pub fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;

@@ -145,22 +145,23 @@ pub fn lower(
             .help(format!("add {missing}")),
         );
     }
-    if let (Some(floor), Some(ceiling)) = (effect.floor, effect.ceiling) {
-        if floor > ceiling && effect.exactly.is_none() {
-            diags.push(
-                Diagnostic::new(
-                    Code::ScheduleConflict,
-                    file,
-                    s.name.span,
-                    format!(
-                        "schedule `{}` sets a floor of {floor} above its ceiling of {ceiling}",
-                        s.name.value
-                    ),
-                )
-                .label("contradicts itself")
-                .help("the floor would win; lower it or raise the ceiling"),
-            );
-        }
+    if let (Some(floor), Some(ceiling)) = (effect.floor, effect.ceiling)
+        && floor > ceiling
+        && effect.exactly.is_none()
+    {
+        diags.push(
+            Diagnostic::new(
+                Code::ScheduleConflict,
+                file,
+                s.name.span,
+                format!(
+                    "schedule `{}` sets a floor of {floor} above its ceiling of {ceiling}",
+                    s.name.value
+                ),
+            )
+            .label("contradicts itself")
+            .help("the floor would win; lower it or raise the ceiling"),
+        );
     }
     (diags.len() == errors_before
         || diags[errors_before..]
@@ -201,15 +202,15 @@ fn apply_effect(
         }
         ast::Effect::Exactly(q) => {
             if let Some(n) = count(q) {
-                if let (Some(previous), Some(first)) = (effect.exactly, *exactly_span) {
-                    if previous != n {
-                        diags.push(
+                if let (Some(previous), Some(first)) = (effect.exactly, *exactly_span)
+                    && previous != n
+                {
+                    diags.push(
                             Diagnostic::new(Code::ExactlyConflict, file, span, format!("`replicas exactly {n}` disagrees with `replicas exactly {previous}` in the same schedule"))
                                 .label("second count")
                                 .secondary(first, "first count")
                                 .help("keep one count"),
                         );
-                    }
                 }
                 effect.exactly = Some(n);
                 *exactly_span = Some(span);
@@ -341,19 +342,19 @@ fn window(
         }
     };
     let window = model::Window { kind, zone, except };
-    if let WindowKind::OneOff { to, .. } = &window.kind {
-        if calendar::resolve_end(zone, *to) <= now {
-            diags.push(
-                Diagnostic::new(
-                    Code::PastSchedule,
-                    file,
-                    span,
-                    "this one-off window is wholly in the past",
-                )
-                .label(format!("ended before {}", now.format("%Y-%m-%d %H:%M UTC")))
-                .help("remove it, or move it to its next date"),
-            );
-        }
+    if let WindowKind::OneOff { to, .. } = &window.kind
+        && calendar::resolve_end(zone, *to) <= now
+    {
+        diags.push(
+            Diagnostic::new(
+                Code::PastSchedule,
+                file,
+                span,
+                "this one-off window is wholly in the past",
+            )
+            .label(format!("ended before {}", now.format("%Y-%m-%d %H:%M UTC")))
+            .help("remove it, or move it to its next date"),
+        );
     }
     Some(window)
 }

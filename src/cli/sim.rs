@@ -48,7 +48,7 @@ pub fn load_policies(path: &Path) -> Result<Vec<Policy>, Failure> {
         }
         Loaded::Text(source, None) => source,
     };
-    let checked = check::check(&[source.clone()], &CheckOptions::at(Utc::now()));
+    let checked = check::check(std::slice::from_ref(&source), &CheckOptions::at(Utc::now()));
     if checked.errors() > 0 {
         let shown = [Shown {
             path: source.path.clone(),

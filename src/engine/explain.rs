@@ -156,17 +156,6 @@ pub struct Explanation {
     pub result: u32,
 }
 
-impl Explanation {
-    /// The step that last changed the count, if any changed it after step 3.
-    pub fn binding(&self) -> Option<&Step> {
-        self.steps
-            .iter()
-            .skip(1)
-            .filter(|s| s.before != s.after)
-            .last()
-    }
-}
-
 fn secs(d: Duration) -> String {
     crate::check::show_duration(d)
 }

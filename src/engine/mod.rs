@@ -189,15 +189,15 @@ pub fn tick(
         if let Some((a, b)) = effect.range {
             range = Some(range.map_or((a, b), |(ra, rb)| (ra.max(a), rb.min(b))));
         }
-        if let Some(f) = effect.floor {
-            if floor.is_none_or(|(v, _)| f > v) {
-                floor = Some((f, i));
-            }
+        if let Some(f) = effect.floor
+            && floor.is_none_or(|(v, _)| f > v)
+        {
+            floor = Some((f, i));
         }
-        if let Some(c) = effect.ceiling {
-            if ceiling.is_none_or(|(v, _)| c < v) {
-                ceiling = Some((c, i));
-            }
+        if let Some(c) = effect.ceiling
+            && ceiling.is_none_or(|(v, _)| c < v)
+        {
+            ceiling = Some((c, i));
         }
     }
     let (lo, hi) = match range {
@@ -259,23 +259,23 @@ pub fn tick(
     // Step 7: schedules: the lowest ceiling, then the highest floor (the floor wins).
     let before = value;
     let mut note = Note::Nothing;
-    if let Some((c, schedule)) = ceiling {
-        if value > c {
-            value = c;
-            note = Note::Ceiling {
-                schedule,
-                replicas: c,
-            };
-        }
+    if let Some((c, schedule)) = ceiling
+        && value > c
+    {
+        value = c;
+        note = Note::Ceiling {
+            schedule,
+            replicas: c,
+        };
     }
-    if let Some((f, schedule)) = floor {
-        if value < f {
-            value = f;
-            note = Note::Floor {
-                schedule,
-                replicas: f,
-            };
-        }
+    if let Some((f, schedule)) = floor
+        && value < f
+    {
+        value = f;
+        note = Note::Floor {
+            schedule,
+            replicas: f,
+        };
     }
     steps.push(Step {
         kind: StepKind::Schedules,
@@ -458,17 +458,16 @@ fn propose(
                 }
             }
             let opened = *window.get_or_insert(now);
-            if let Some(needed) = sustain {
-                if opened
+            if let Some(needed) = sustain
+                && opened
                     > now
                         .checked_sub_signed(delta(*needed))
                         .unwrap_or(DateTime::<Utc>::MIN_UTC)
-                {
-                    return Outcome::Abstained(Abstain::Sustaining {
-                        since: opened,
-                        needed: *needed,
-                    });
-                }
+            {
+                return Outcome::Abstained(Abstain::Sustaining {
+                    since: opened,
+                    needed: *needed,
+                });
             }
             let c = f64::from(current);
             let (replicas, how) = match action {

@@ -182,12 +182,12 @@ fn run_case_inner(case: &Case, policies: &[Policy]) -> Result<Vec<String>, Strin
                 "{when}: expected {} replicas, got {replicas}: {reason}",
                 e.replicas
             ));
-        } else if let Some(words) = &e.reason {
-            if !reason.contains(words.as_str()) {
-                failures.push(format!(
-                    "{when}: expected the reason to mention `{words}`, it was: {reason}"
-                ));
-            }
+        } else if let Some(words) = &e.reason
+            && !reason.contains(words.as_str())
+        {
+            failures.push(format!(
+                "{when}: expected the reason to mention `{words}`, it was: {reason}"
+            ));
         }
     }
     Ok(failures)

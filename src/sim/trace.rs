@@ -116,14 +116,14 @@ pub fn parse(text: &str) -> Result<Trace, TraceError> {
                 )
             })?
             .with_timezone(&Utc);
-        if let Some(last) = rows.last() {
-            if at <= last.at {
-                return Err(error(
-                    Some(line),
-                    Some("time"),
-                    format!("`{time}` is not after the row before it: times must increase"),
-                ));
-            }
+        if let Some(last) = rows.last()
+            && at <= last.at
+        {
+            return Err(error(
+                Some(line),
+                Some("time"),
+                format!("`{time}` is not after the row before it: times must increase"),
+            ));
         }
         let values = columns
             .iter()
