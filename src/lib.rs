@@ -1,6 +1,7 @@
 //! policyctl: the `.scale` policy language and the engine that runs it.
 //! See ARCHITECTURE.md for the map of modules and the invariants between them.
 
+pub mod actuate;
 pub mod calendar;
 pub mod check;
 pub mod diagnostic;

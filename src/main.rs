@@ -96,6 +96,35 @@ enum Command {
         #[arg(long = "per-replica", value_name = "NAME")]
         per_replica: Vec<String>,
     },
+    /// Drive one actuator by hand: observe a target, and apply a replica count.
+    Actuate {
+        /// The service configuration (RON) that declares the actuator.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        actuator: String,
+        #[arg(long)]
+        target: String,
+        /// Apply this count (without it, only observe).
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// The count to report as the current one (default: what observe says).
+        #[arg(long)]
+        from: Option<u32>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Actuator plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a component, check it against the actuator WIT world, and print its info.
+    Inspect { file: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -148,6 +177,24 @@ fn main() -> ExitCode {
             }))
         }
         Command::Test { paths } => report_failure(cli::sim::test(&paths)),
+        Command::Actuate {
+            config,
+            actuator,
+            target,
+            replicas,
+            from,
+            dry_run,
+        } => report_failure(cli::actuate::actuate(&cli::actuate::ActuateArgs {
+            config,
+            actuator,
+            target,
+            replicas,
+            from,
+            dry_run,
+        })),
+        Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        } => report_failure(cli::actuate::inspect(&file)),
         Command::Explain {
             policy_file,
             at,

@@ -1,0 +1,118 @@
+//! An actuator's configuration, as the service configuration (RON) gives it: the
+//! plugin, its own settings, the capabilities granted to it, and its limits. Nothing
+//! is granted by default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActuatorConfig {
+    /// The name policies use in `target NAME "ID"`.
+    pub name: String,
+    /// The plugin: a WebAssembly component (`.wasm`), relative to the configuration file.
+    pub plugin: PathBuf,
+    /// The plugin's own settings, readable through its `config` import.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Outgoing HTTP: `scheme://host[:port]` patterns; `*.` prefixes a host, `a-b` is a
+    /// port range. Nothing else is reachable.
+    #[serde(default)]
+    pub allow_http: Vec<String>,
+    /// Headers the host adds to matching requests; the plugin never sees their values.
+    #[serde(default)]
+    pub inject_headers: Vec<InjectHeader>,
+    /// Programs the plugin may run, argv only.
+    #[serde(default)]
+    pub allow_commands: Vec<AllowCommand>,
+    /// Host directories the plugin sees, each under a guest path.
+    #[serde(default)]
+    pub files: Vec<FileGrant>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectHeader {
+    /// A URL prefix, e.g. `https://kube.internal:6443`.
+    pub url: String,
+    pub header: String,
+    /// The value is read from this file at each request (so it can rotate).
+    pub value_from_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowCommand {
+    /// The program, as an absolute path; matched exactly.
+    pub program: String,
+    /// The arguments must start with these.
+    #[serde(default)]
+    pub args_prefix: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default)]
+    pub write: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory per instance.
+    pub memory_mib: u64,
+    /// Wall-clock budget of one call (`observe` or one `apply` attempt with its
+    /// retries), at most 30 s.
+    pub timeout_ms: u64,
+    /// A granted command is killed after this (and never outlives the call).
+    pub command_timeout_ms: u64,
+    /// Bytes kept of a command's stdout and of its stderr.
+    pub command_output_bytes: usize,
+    /// Log lines kept per call; more are counted and dropped.
+    pub log_lines: usize,
+    /// Bytes kept of one log line.
+    pub log_line_bytes: usize,
+    /// Attempts of one decision, retries of transient errors included.
+    pub attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: 64,
+            timeout_ms: 5_000,
+            command_timeout_ms: 10_000,
+            command_output_bytes: 64 * 1024,
+            log_lines: 100,
+            log_line_bytes: 1024,
+            attempts: 4,
+        }
+    }
+}
+
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Limits {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms).min(MAX_TIMEOUT)
+    }
+}
+
+/// The part of the service configuration that `actuate` and `plugin` read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActuatorsFile {
+    #[serde(default)]
+    pub actuators: Vec<ActuatorConfig>,
+    /// Where compiled plugins are cached; default: a `policyctl` folder in the
+    /// system's temporary directory.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}

@@ -1,0 +1,165 @@
+//! What a plugin instance lives in: the store's data (WASI context with only the
+//! granted preopens, the HTTP hooks, the resource limits), and the host side of the
+//! `log`, `config` and `command` imports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::policyctl::actuator::{command, config, log, types};
+use super::config::ActuatorConfig;
+use super::http::HttpHooks;
+
+/// One log line a plugin wrote during a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+}
+
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub hooks: HttpHooks,
+    pub limits: StoreLimits,
+    pub config: Arc<ActuatorConfig>,
+    /// The settings as the plugin reads them.
+    pub settings: Arc<BTreeMap<String, String>>,
+    pub deadline: Instant,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let limits = &self.config.limits;
+        if self.logs.len() >= limits.log_lines {
+            self.logs_dropped += 1;
+            return;
+        }
+        let mut message = message;
+        if message.len() > limits.log_line_bytes {
+            let mut cut = limits.log_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.logs.push(LogLine {
+            level: level.to_string(),
+            message,
+        });
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.settings.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl command::Host for HostState {
+    async fn run(
+        &mut self,
+        program: String,
+        args: Vec<String>,
+    ) -> Result<command::Output, command::CommandError> {
+        if !super::grants::command_allowed(&self.config.allow_commands, &program, &args) {
+            return Err(command::CommandError::Denied(format!(
+                "`{program}` with these arguments is not granted to this actuator"
+            )));
+        }
+        let limits = &self.config.limits;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_millis(limits.command_timeout_ms).min(remaining);
+        run_command(&program, &args, timeout, limits.command_output_bytes).await
+    }
+}
+
+/// Run a granted program: no shell, an empty environment, no stdin, output capped,
+/// killed at the timeout.
+async fn run_command(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+    cap: usize,
+) -> Result<command::Output, command::CommandError> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| command::CommandError::Failed(format!("cannot start `{program}`: {e}")))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(command::CommandError::Failed("no output pipes".into()));
+    };
+    // Keep the first `cap` bytes and drain the rest, so a chatty program never blocks
+    // on a full pipe.
+    let read = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| async move {
+        let mut out = Vec::new();
+        let _ = (&mut pipe).take(cap as u64).read_to_end(&mut out).await;
+        let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+        out
+    };
+    let work = async {
+        let (out, err) = tokio::join!(read(Box::new(stdout)), read(Box::new(stderr)));
+        let status = child.wait().await;
+        (out, err, status)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok((stdout, stderr, Ok(status))) => Ok(command::Output {
+            status: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }),
+        Ok((_, _, Err(e))) => Err(command::CommandError::Failed(format!("`{program}`: {e}"))),
+        // `kill_on_drop` ends the child when `work` is dropped here.
+        Err(_) => Err(command::CommandError::Timeout),
+    }
+}
