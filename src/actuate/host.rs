@@ -147,9 +147,25 @@ async fn run_command(
         let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
         out
     };
+    let (out, err) = (
+        tokio::spawn(read(Box::new(stdout))),
+        tokio::spawn(read(Box::new(stderr))),
+    );
     let work = async {
-        let (out, err) = tokio::join!(read(Box::new(stdout)), read(Box::new(stderr)));
         let status = child.wait().await;
+        // A program that left children behind (a daemon it started) may have handed
+        // them its pipes: once it exits, take what output has come and stop waiting.
+        let grace = Duration::from_millis(200);
+        let out = tokio::time::timeout(grace, out)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let err = tokio::time::timeout(grace, err)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         (out, err, status)
     };
     match tokio::time::timeout(timeout, work).await {

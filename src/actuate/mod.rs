@@ -214,6 +214,24 @@ impl From<wit::ActuationError> for Failure {
 pub struct CallLog {
     pub lines: Vec<LogLine>,
     pub dropped: usize,
+    /// The last capability the host refused during the call, and why.
+    pub denied: Option<String>,
+}
+
+/// A plugin that reports a refused capability as its own error still failed on the
+/// capability: say so.
+fn with_denial<T>(result: Result<T, Failure>, log: &CallLog) -> Result<T, Failure> {
+    match (result, &log.denied) {
+        (Err(f), Some(why))
+            if !matches!(
+                f,
+                Failure::Timeout(_) | Failure::MemoryLimit(_) | Failure::StackOverflow
+            ) =>
+        {
+            Err(Failure::Denied(format!("{why} ({f})")))
+        }
+        (r, _) => r,
+    }
 }
 
 /// The engine and its epoch ticker. Dropping it stops the ticker.
@@ -482,26 +500,14 @@ impl Actuator {
             Ok(Err(e)) => Err(classify(&e, budget, limit_mib)),
             Err(_) => Err(Failure::Timeout(budget)),
         };
-        let denial = denied.lock().ok().and_then(|d| d.clone());
-        let result = match (result, denial) {
-            // A plugin that reports a denied request as its own error still failed on
-            // a capability: say so.
-            (Err(f), Some(d))
-                if !matches!(
-                    f,
-                    Failure::Timeout(_) | Failure::MemoryLimit(_) | Failure::StackOverflow
-                ) =>
-            {
-                Err(Failure::Denied(format!("{} ({f})", d.0)))
-            }
-            (r, _) => r,
-        };
+        let denied = denied.lock().ok().and_then(|d| d.clone()).map(|d| d.0);
         let state = store.data_mut();
         let log = CallLog {
             lines: std::mem::take(&mut state.logs),
             dropped: state.logs_dropped,
+            denied,
         };
-        (result, log)
+        (with_denial(result, &log), log)
     }
 
     pub async fn info(&self) -> (Result<PluginInfo, Failure>, CallLog) {
@@ -533,7 +539,7 @@ impl Actuator {
                 replicas: o.replicas,
                 ready: o.ready,
             });
-        (result, log)
+        (with_denial(result, &log), log)
     }
 
     /// Apply a decision: at most one in flight per target; transient errors retried
@@ -582,9 +588,11 @@ impl Actuator {
                     Box::pin(async move { a.call_apply(s, &decision).await })
                 })
                 .await;
+            let result = with_denial(result.and_then(|r| r.map_err(Failure::from)), &call_log);
             log.lines.extend(call_log.lines);
             log.dropped += call_log.dropped;
-            let failure = match result.and_then(|r| r.map_err(Failure::from)) {
+            log.denied = call_log.denied.or(log.denied);
+            let failure = match result {
                 Ok(o) => {
                     return (
                         Ok(Outcome {

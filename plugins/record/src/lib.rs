@@ -15,7 +15,11 @@ use policyctl::actuator::log::{Level, log};
 struct Record;
 
 fn path() -> Result<String, ActuationError> {
-    config::get("path").ok_or_else(|| ActuationError::InvalidConfig("setting `path` is missing: where to append, e.g. /out/decisions.jsonl".into()))
+    config::get("path").ok_or_else(|| {
+        ActuationError::InvalidConfig(
+            "setting `path` is missing: where to append, e.g. /out/decisions.jsonl".into(),
+        )
+    })
 }
 
 fn lines(path: &str) -> Vec<serde_json::Value> {
@@ -28,15 +32,27 @@ fn lines(path: &str) -> Vec<serde_json::Value> {
 
 impl Guest for Record {
     fn info() -> PluginInfo {
-        PluginInfo { name: "record".into(), version: env!("CARGO_PKG_VERSION").into(), target_kinds: vec!["any".into()] }
+        PluginInfo {
+            name: "record".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            target_kinds: vec!["any".into()],
+        }
     }
 
     fn observe(target: String) -> Result<Observation, ActuationError> {
         let path = path()?;
-        let last = lines(&path).into_iter().rev().find(|l| l["target"] == target.as_str() && l["dry_run"] == false);
+        let last = lines(&path)
+            .into_iter()
+            .rev()
+            .find(|l| l["target"] == target.as_str() && l["dry_run"] == false);
         match last.and_then(|l| l["to"].as_u64()) {
-            Some(n) => Ok(Observation { replicas: u32::try_from(n).unwrap_or(u32::MAX), ready: true }),
-            None => Err(ActuationError::Unsupported(format!("nothing recorded yet for `{target}`"))),
+            Some(n) => Ok(Observation {
+                replicas: u32::try_from(n).unwrap_or(u32::MAX),
+                ready: true,
+            }),
+            None => Err(ActuationError::Unsupported(format!(
+                "nothing recorded yet for `{target}`"
+            ))),
         }
     }
 
@@ -44,8 +60,14 @@ impl Guest for Record {
         let path = path()?;
         // A retry carries the same id: record each decision once.
         if lines(&path).iter().any(|l| l["id"] == d.id.as_str()) {
-            log(Level::Info, &format!("decision {} is already recorded", d.id));
-            return Ok(Outcome { replicas: d.to, message: format!("already recorded in {path}") });
+            log(
+                Level::Info,
+                &format!("decision {} is already recorded", d.id),
+            );
+            return Ok(Outcome {
+                replicas: d.to,
+                message: format!("already recorded in {path}"),
+            });
         }
         let line = serde_json::json!({
             "id": d.id, "policy": d.policy, "target": d.target, "from": d.from,
@@ -55,9 +77,17 @@ impl Guest for Record {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| ActuationError::InvalidConfig(format!("cannot open `{path}`: {e} (is its directory granted with write?)")))?;
-        writeln!(file, "{line}").map_err(|e| ActuationError::Unavailable(format!("cannot write `{path}`: {e}")))?;
-        Ok(Outcome { replicas: d.to, message: format!("recorded in {path}") })
+            .map_err(|e| {
+                ActuationError::InvalidConfig(format!(
+                    "cannot open `{path}`: {e} (is its directory granted with write?)"
+                ))
+            })?;
+        writeln!(file, "{line}")
+            .map_err(|e| ActuationError::Unavailable(format!("cannot write `{path}`: {e}")))?;
+        Ok(Outcome {
+            replicas: d.to,
+            message: format!("recorded in {path}"),
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 //! `Error::Denied`.
 
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::http::types::{
+    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -15,7 +17,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -38,7 +43,9 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Denied => f.write_str("the host denied the request (not granted to this actuator)"),
+            Error::Denied => {
+                f.write_str("the host denied the request (not granted to this actuator)")
+            }
             Error::BadUrl(u) => write!(f, "bad URL `{u}`"),
             Error::Transport(e) => write!(f, "transport error: {e}"),
             Error::TooLarge => f.write_str("the response is too large"),
@@ -57,15 +64,31 @@ fn transport(code: ErrorCode) -> Error {
 }
 
 /// Send one request and read the whole response. `headers` are added as given.
-pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, Error> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| Error::BadUrl(url.to_string()))?;
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, Error> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::BadUrl(url.to_string()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let fields = Fields::new();
+    // The length is known: send it, rather than let the host chunk the body.
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        let length = body.len().to_string();
+        fields
+            .append("content-length", length.as_bytes())
+            .map_err(|e| Error::BadUrl(format!("content-length: {e:?}")))?;
+    }
     for (name, value) in headers {
-        fields.append(name, value.as_bytes()).map_err(|e| Error::BadUrl(format!("header `{name}`: {e:?}")))?;
+        fields
+            .append(name, value.as_bytes())
+            .map_err(|e| Error::BadUrl(format!("header `{name}`: {e:?}")))?;
     }
     let request = OutgoingRequest::new(fields);
     let method = match method {
@@ -90,9 +113,13 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
     let options = RequestOptions::new();
     let future = outgoing_handler::handle(request, Some(options)).map_err(transport)?;
     {
-        let stream = outgoing.write().map_err(|_| Error::Transport("cannot write the body".into()))?;
+        let stream = outgoing
+            .write()
+            .map_err(|_| Error::Transport("cannot write the body".into()))?;
         for chunk in body.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| Error::Transport(format!("writing the body: {e:?}")))?;
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| Error::Transport(format!("writing the body: {e:?}")))?;
         }
     }
     OutgoingBody::finish(outgoing, None).map_err(transport)?;
@@ -112,10 +139,14 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         .into_iter()
         .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let body_handle = incoming.consume().map_err(|_| Error::Transport("cannot read the body".into()))?;
+    let body_handle = incoming
+        .consume()
+        .map_err(|_| Error::Transport("cannot read the body".into()))?;
     let mut body = Vec::new();
     {
-        let stream = body_handle.stream().map_err(|_| Error::Transport("cannot read the body".into()))?;
+        let stream = body_handle
+            .stream()
+            .map_err(|_| Error::Transport("cannot read the body".into()))?;
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => {
@@ -129,5 +160,9 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
             }
         }
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }

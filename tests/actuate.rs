@@ -1,0 +1,674 @@
+//! Actuators for real: the four shipped plugins, built from source, against a file, real
+//! scripts, a real HTTP server and a fake Kubernetes API server; and hostile plugins,
+//! each of which must end as a clean, typed failure within its budget while other calls
+//! finish on time.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use policyctl::actuate::config::{AllowCommand, FileGrant, InjectHeader};
+use policyctl::actuate::{ActuatorConfig, Failure, Limits, Request, Runtime};
+use support::{Reply, Server, plugins};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("policyctl-actuate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Some(
+        std::env::temp_dir().join(format!("policyctl-test-cache-{}", std::process::id())),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn shipped(name: &str) -> PathBuf {
+    plugins().0.join(format!("policyctl_{name}.wasm"))
+}
+
+fn actuator(plugin: PathBuf) -> ActuatorConfig {
+    ActuatorConfig {
+        name: "test".into(),
+        plugin,
+        settings: BTreeMap::new(),
+        allow_http: vec![],
+        inject_headers: vec![],
+        allow_commands: vec![],
+        files: vec![],
+        limits: Limits::default(),
+    }
+}
+
+fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn request(id: &str, target: &str, from: u32, to: u32) -> Request {
+    Request {
+        id: id.into(),
+        policy: "web".into(),
+        target: target.into(),
+        from,
+        to,
+        reason: "test".into(),
+        dry_run: false,
+    }
+}
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn record_appends_each_decision_once_and_observes_it() {
+    let dir = scratch("record");
+    let rt = runtime();
+    let mut config = actuator(shipped("record"));
+    config.settings = settings(&[("path", "/out/decisions.jsonl")]);
+    config.files = vec![FileGrant {
+        host: dir.clone(),
+        guest: "/out".into(),
+        write: true,
+    }];
+    let a = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio().block_on(async {
+        assert!(matches!(
+            a.observe("web").await.0,
+            Err(Failure::Unsupported(_))
+        ));
+        let first = a
+            .apply(&request("d1", "web", 2, 5))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.replicas, 5);
+        // The same id again (a retry) is not recorded twice.
+        a.apply(&request("d1", "web", 2, 5))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        a.apply(&request("d2", "web", 5, 3))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        let observed = a.observe("web").await.0.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((observed.replicas, observed.ready), (3, true));
+    });
+    let text = std::fs::read_to_string(dir.join("decisions.jsonl")).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(
+        (
+            lines[0]["id"].as_str(),
+            lines[0]["to"].as_u64(),
+            lines[0]["target"].as_str()
+        ),
+        (Some("d1"), Some(5), Some("web"))
+    );
+}
+
+#[test]
+fn command_runs_granted_scripts_with_the_decision_in_argv() {
+    let dir = scratch("command");
+    let state = dir.join("workers");
+    let scale = dir.join("scale.sh");
+    let count = dir.join("count.sh");
+    // A real script that starts and stops N local worker processes (sleeps), tracked
+    // in a pid file per worker.
+    std::fs::write(
+        &scale,
+        format!(
+            "#!/bin/sh\nset -e\nmkdir -p {s}\nwant=$2\nhave=$(ls {s} | wc -l)\nwhile [ \"$have\" -lt \"$want\" ]; do sleep 60 >/dev/null 2>&1 & echo $! > {s}/$!; have=$((have+1)); done\nfor f in $(ls {s} | head -n $((have-want))); do kill $f 2>/dev/null || true; rm {s}/$f; done\necho \"$1 now runs $want workers\"\n",
+            s = state.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &count,
+        format!("#!/bin/sh\nls {} 2>/dev/null | wc -l\n", state.display()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for script in [&scale, &count] {
+        let _ = Command::new("chmod").arg("+x").arg(script).status();
+    }
+    let rt = runtime();
+    let mut config = actuator(shipped("command"));
+    let (scale_s, count_s) = (scale.display().to_string(), count.display().to_string());
+    config.settings = settings(&[
+        (
+            "apply",
+            &format!("[\"{scale_s}\", \"{{target}}\", \"{{desired}}\"]"),
+        ),
+        ("observe", &format!("[\"{count_s}\", \"{{target}}\"]")),
+    ]);
+    config.allow_commands = vec![
+        AllowCommand {
+            program: scale_s.clone(),
+            args_prefix: vec![],
+        },
+        AllowCommand {
+            program: count_s.clone(),
+            args_prefix: vec![],
+        },
+    ];
+    let a = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio().block_on(async {
+        let outcome = a
+            .apply(&request("c1", "workers", 0, 3))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.message, "workers now runs 3 workers");
+        assert_eq!(a.observe("workers").await.0.map(|o| o.replicas), Ok(3));
+        a.apply(&request("c2", "workers", 3, 1))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.observe("workers").await.0.map(|o| o.replicas), Ok(1));
+        a.apply(&request("c3", "workers", 1, 0))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+
+    // A program that is not granted is refused by the host, as a permanent error.
+    let mut denied = config.clone();
+    denied.allow_commands = vec![AllowCommand {
+        program: count_s,
+        args_prefix: vec![],
+    }];
+    let a = rt
+        .load(&denied, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (result, _) = tokio().block_on(a.apply(&request("c4", "workers", 0, 2)));
+    match result {
+        Err(Failure::Forbidden(why)) => assert!(why.contains("not granted"), "{why}"),
+        other => panic!("expected a forbidden command, got {other:?}"),
+    }
+}
+
+use std::process::Command;
+
+#[test]
+fn command_exit_75_is_retried_with_the_same_decision() {
+    let dir = scratch("command-retry");
+    let flaky = dir.join("flaky.sh");
+    let seen = dir.join("seen");
+    // Fails with EX_TEMPFAIL the first time, succeeds the second; logs the id each time.
+    std::fs::write(
+        &flaky,
+        format!(
+            "#!/bin/sh\necho $1 >> {s}\n[ $(wc -l < {s}) -ge 2 ] || exit 75\necho ok\n",
+            s = seen.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = Command::new("chmod").arg("+x").arg(&flaky).status();
+    let rt = runtime();
+    let mut config = actuator(shipped("command"));
+    let flaky_s = flaky.display().to_string();
+    config.settings = settings(&[("apply", &format!("[\"{flaky_s}\", \"{{id}}\"]"))]);
+    config.allow_commands = vec![AllowCommand {
+        program: flaky_s,
+        args_prefix: vec![],
+    }];
+    let a = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = tokio()
+        .block_on(a.apply(&request("same-id", "t", 1, 2)))
+        .0
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.attempts, 2);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default(),
+        "same-id\nsame-id\n",
+        "the retry reuses the idempotency key"
+    );
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn webhook_posts_signed_decisions_to_a_real_server() {
+    let tokio = tokio();
+    tokio.block_on(async {
+        let server = Server::start(|r| match r.method.as_str() {
+            "GET" => Reply::json(200, r#"{"replicas": 4, "ready": false}"#),
+            _ => Reply::json(200, "{}"),
+        })
+        .await;
+        let rt = runtime();
+        let mut config = actuator(shipped("webhook"));
+        let base = format!("http://127.0.0.1:{}", server.port);
+        config.settings = settings(&[
+            ("url", &format!("{base}/scale")),
+            ("observe_url", &format!("{base}/state/{{target}}")),
+            ("hmac_secret", "s3cret"),
+        ]);
+        config.allow_http = vec![base.clone()];
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let observed = a.observe("web").await.0.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((observed.replicas, observed.ready), (4, false));
+        let outcome = a
+            .apply(&request("w1", "web", 4, 6))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.replicas, 6);
+        let requests = server.requests();
+        assert_eq!(requests[0].path, "/state/web");
+        let post = requests
+            .iter()
+            .find(|r| r.method == "POST")
+            .unwrap_or_else(|| panic!("no POST: {requests:?}"));
+        assert_eq!(post.path, "/scale");
+        assert_eq!(post.header("idempotency-key"), Some("w1"));
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap_or_default();
+        assert_eq!(
+            (
+                body["from"].as_u64(),
+                body["to"].as_u64(),
+                body["target"].as_str()
+            ),
+            (Some(4), Some(6), Some("web"))
+        );
+        assert_eq!(
+            post.header("x-policyctl-signature"),
+            Some(format!("sha256={}", hmac_hex("s3cret", &post.body)).as_str())
+        );
+    });
+}
+
+#[test]
+fn webhook_retries_transient_errors_and_never_permanent_ones() {
+    let tokio = tokio();
+    tokio.block_on(async {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = calls.clone();
+        let server = Server::start(move |r| {
+            if r.path == "/gone" {
+                return Reply::json(404, r#"{"error": "no such service"}"#);
+            }
+            match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Reply::json(503, "{}"),
+                1 => Reply {
+                    status: 429,
+                    headers: vec![("retry-after".into(), "0".into())],
+                    body: String::new(),
+                },
+                _ => Reply::json(200, "{}"),
+            }
+        })
+        .await;
+        let rt = runtime();
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let mut config = actuator(shipped("webhook"));
+        config.settings = settings(&[("url", &format!("{base}/scale"))]);
+        config.allow_http = vec![base.clone()];
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let outcome = a
+            .apply(&request("retry-me", "web", 1, 2))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.attempts, 3);
+        let keys: Vec<String> = server
+            .requests()
+            .iter()
+            .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+            .collect();
+        assert_eq!(keys, vec!["retry-me"; 3]);
+
+        config.settings = settings(&[("url", &format!("{base}/gone"))]);
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = server.requests().len();
+        let (result, _) = a.apply(&request("nope", "web", 1, 2)).await;
+        assert!(matches!(result, Err(Failure::NotFound(_))), "{result:?}");
+        assert_eq!(
+            server.requests().len(),
+            before + 1,
+            "a permanent error is not retried"
+        );
+    });
+}
+
+/// The documented shapes of `autoscaling/v1` `Scale`, served by a FAKE API server:
+/// no Kubernetes runs here.
+fn scale_json(name: &str, namespace: &str, spec: u32, status: u32) -> String {
+    format!(
+        r#"{{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{{"name":"{name}","namespace":"{namespace}","resourceVersion":"7"}},"spec":{{"replicas":{spec}}},"status":{{"replicas":{status},"selector":"app={name}"}}}}"#
+    )
+}
+
+#[test]
+fn kubernetes_against_a_fake_api_server() {
+    let dir = scratch("kube");
+    let token = dir.join("token");
+    std::fs::write(&token, "sekret-token\n").unwrap_or_else(|e| panic!("{e}"));
+    let tokio = tokio();
+    tokio.block_on(async {
+        let replicas = std::sync::Arc::new(std::sync::Mutex::new(3u32));
+        let store = replicas.clone();
+        let fake = Server::start(move |r| {
+            if r.header("authorization") != Some("Bearer sekret-token") {
+                return Reply::json(401, r#"{"kind":"Status","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#);
+            }
+            let path = r.path.split('?').next().unwrap_or_default();
+            let Some(rest) = path.strip_prefix("/apis/apps/v1/namespaces/shop/deployments/") else {
+                return Reply::json(404, r#"{"kind":"Status","status":"Failure","message":"not found","reason":"NotFound","code":404}"#);
+            };
+            let name = rest.trim_end_matches("/scale");
+            if name != "web" {
+                return Reply::json(404, format!(r#"{{"kind":"Status","status":"Failure","message":"deployments.apps \"{name}\" not found","reason":"NotFound","code":404}}"#));
+            }
+            let mut current = store.lock().unwrap_or_else(|e| e.into_inner());
+            match r.method.as_str() {
+                "GET" => Reply::json(200, scale_json("web", "shop", *current, *current)),
+                "PATCH" => {
+                    if r.header("content-type") != Some("application/merge-patch+json") {
+                        return Reply::json(415, r#"{"kind":"Status","code":415}"#);
+                    }
+                    let patch: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                    let want = patch["spec"]["replicas"].as_u64().unwrap_or(0) as u32;
+                    if !r.path.contains("dryRun=All") {
+                        *current = want;
+                    }
+                    Reply::json(200, scale_json("web", "shop", want, *current))
+                }
+                _ => Reply::json(405, "{}"),
+            }
+        })
+        .await;
+        let rt = runtime();
+        let api = format!("http://127.0.0.1:{}", fake.port);
+        let mut config = actuator(shipped("kubernetes"));
+        config.settings = settings(&[("api_url", &api)]);
+        config.allow_http = vec![api.clone()];
+        config.inject_headers = vec![InjectHeader { url: api.clone(), header: "Authorization".into(), value_from_file: token.clone() }];
+        // The token lives only in the host's file and in the injected header.
+        std::fs::write(&token, "Bearer sekret-token\n").unwrap_or_else(|e| panic!("{e}"));
+        let a = rt.load(&config, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+
+        let observed = a.observe("shop/deployment/web").await.0.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((observed.replicas, observed.ready), (3, true));
+        let mut dry = request("k0", "shop/deployment/web", 3, 9);
+        dry.dry_run = true;
+        let outcome = a.apply(&dry).await.0.unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.message.contains("dry run"), "{}", outcome.message);
+        assert_eq!(*replicas.lock().unwrap_or_else(|e| e.into_inner()), 3, "a dry run persists nothing");
+        let outcome = a.apply(&request("k1", "shop/deployment/web", 3, 6)).await.0.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.replicas, 6);
+        assert_eq!(*replicas.lock().unwrap_or_else(|e| e.into_inner()), 6);
+
+        assert!(matches!(a.observe("shop/deployment/api").await.0, Err(Failure::NotFound(_))));
+        assert!(matches!(a.observe("shop/cronjob/web").await.0, Err(Failure::InvalidDecision(_))));
+        let patch = fake.requests().into_iter().find(|r| r.method == "PATCH").unwrap_or_else(|| panic!("no PATCH"));
+        assert_eq!(patch.path, "/apis/apps/v1/namespaces/shop/deployments/web/scale?dryRun=All");
+
+        // Without the injected token the fake answers 401: forbidden, not retried.
+        config.inject_headers.clear();
+        let a = rt.load(&config, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(a.apply(&request("k2", "shop/deployment/web", 6, 7)).await.0, Err(Failure::Forbidden(_))));
+    });
+}
+
+fn hostile(attack: &str, extra: &[(&str, &str)], limits: Limits) -> ActuatorConfig {
+    let mut config = actuator(plugins().1.join("policyctl_hostile.wasm"));
+    let mut pairs = vec![("attack", attack)];
+    pairs.extend_from_slice(extra);
+    config.settings = settings(&pairs);
+    config.limits = limits;
+    config
+}
+
+fn budget(ms: u64) -> Limits {
+    Limits {
+        timeout_ms: ms,
+        attempts: 1,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn hostile_plugins_fail_cleanly_within_their_budget() {
+    let rt = runtime();
+    let tokio = tokio();
+    let run = |config: ActuatorConfig| {
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let (result, log) = tokio.block_on(a.apply(&request("h", "t", 1, 2)));
+        (result, log, started.elapsed())
+    };
+
+    let (result, _, took) = run(hostile("loop", &[], budget(300)));
+    assert!(matches!(result, Err(Failure::Timeout(_))), "{result:?}");
+    assert!(
+        took < Duration::from_millis(1300),
+        "an infinite loop took {took:?} to stop"
+    );
+
+    let (result, _, _) = run(hostile(
+        "memory",
+        &[],
+        Limits {
+            memory_mib: 32,
+            ..budget(5000)
+        },
+    ));
+    assert!(
+        matches!(result, Err(Failure::MemoryLimit(32))),
+        "{result:?}"
+    );
+
+    let (result, _, _) = run(hostile("trap", &[], budget(2000)));
+    assert!(matches!(result, Err(Failure::Trap(_))), "{result:?}");
+
+    let (result, _, _) = run(hostile("recursion", &[], budget(5000)));
+    assert!(matches!(result, Err(Failure::StackOverflow)), "{result:?}");
+
+    let (result, _, _) = run(hostile("file-escape", &[], budget(2000)));
+    match result {
+        Err(Failure::Forbidden(why)) => assert!(!why.contains("root:"), "{why}"),
+        other => panic!("reading outside the preopens must fail: {other:?}"),
+    }
+
+    let (result, _, _) = run(hostile("command-not-allowed", &[], budget(2000)));
+    match result {
+        Err(Failure::Forbidden(why)) => assert!(why.contains("Denied"), "{why}"),
+        other => panic!("an ungranted command must be denied: {other:?}"),
+    }
+
+    let (result, log, took) = run(hostile("log-flood", &[], budget(10_000)));
+    assert!(
+        result.is_ok() || matches!(result, Err(Failure::Timeout(_))),
+        "{result:?}"
+    );
+    assert_eq!(log.lines.len(), Limits::default().log_lines);
+    assert!(
+        log.dropped > 0
+            && log
+                .lines
+                .iter()
+                .all(|l| l.message.len() <= Limits::default().log_line_bytes + 3)
+    );
+    assert!(took < Duration::from_secs(11));
+
+    let (result, _, _) = run(hostile("environment", &[], budget(2000)));
+    assert_eq!(
+        result.map(|o| o.replicas),
+        Ok(0),
+        "the plugin sees no environment variable"
+    );
+}
+
+#[test]
+fn hostile_http_is_refused_before_any_connection() {
+    let tokio = tokio();
+    tokio.block_on(async {
+        let server = Server::start(|_| Reply::json(200, "{}")).await;
+        let rt = runtime();
+        // Not granted at all.
+        let config = hostile(
+            "http-not-granted",
+            &[("url", &format!("http://127.0.0.1:{}/", server.port))],
+            budget(3000),
+        );
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match a.apply(&request("h1", "t", 1, 2)).await.0 {
+            Err(Failure::Denied(why)) => assert!(why.contains("is not granted"), "{why}"),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        // Granted by name, but the name resolves to loopback, which the grant does not
+        // name literally.
+        let url = format!("http://localhost:{}", server.port);
+        let mut config = hostile("http-private", &[("url", &format!("{url}/"))], budget(3000));
+        config.allow_http = vec![url];
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match a.apply(&request("h2", "t", 1, 2)).await.0 {
+            Err(Failure::Denied(why)) => assert!(why.contains("internal address"), "{why}"),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        assert!(
+            server.requests().is_empty(),
+            "no request reached the server"
+        );
+    });
+}
+
+#[test]
+fn a_spinning_plugin_delays_no_other_call() {
+    let dir = scratch("isolation");
+    let rt = runtime();
+    let tokio = tokio();
+    let spinner = rt
+        .load(&hostile("loop", &[], budget(1500)), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = actuator(shipped("record"));
+    config.settings = settings(&[("path", "/out/d.jsonl")]);
+    config.files = vec![FileGrant {
+        host: dir,
+        guest: "/out".into(),
+        write: true,
+    }];
+    let recorder = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio.block_on(async {
+        // Two spinners: as many as there are worker threads.
+        let spin1 = tokio::spawn({
+            let s = spinner.clone();
+            async move { s.apply(&request("s1", "a", 1, 2)).await.0 }
+        });
+        let spin2 = tokio::spawn({
+            let s = spinner.clone();
+            async move { s.apply(&request("s2", "b", 1, 2)).await.0 }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut slowest = Duration::ZERO;
+        for i in 0..20 {
+            let started = Instant::now();
+            recorder
+                .apply(&request(&format!("r{i}"), &format!("t{i}"), 1, 2))
+                .await
+                .0
+                .unwrap_or_else(|e| panic!("{e}"));
+            slowest = slowest.max(started.elapsed());
+        }
+        assert!(
+            slowest < Duration::from_millis(500),
+            "a call took {slowest:?} while plugins spun"
+        );
+        assert!(matches!(spin1.await.ok(), Some(Err(Failure::Timeout(_)))));
+        assert!(matches!(spin2.await.ok(), Some(Err(Failure::Timeout(_)))));
+    });
+}
+
+#[test]
+fn one_decision_in_flight_per_target() {
+    let rt = runtime();
+    let spinner = rt
+        .load(&hostile("loop", &[], budget(600)), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio().block_on(async {
+        let first = tokio::spawn({
+            let s = spinner.clone();
+            async move { s.apply(&request("a", "same", 1, 2)).await.0 }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(
+            spinner.apply(&request("b", "same", 1, 3)).await.0,
+            Err(Failure::Busy(_))
+        ));
+        let _ = first.await;
+        // Once the first is done, the target is free again.
+        assert!(matches!(
+            spinner.apply(&request("c", "same", 1, 3)).await.0,
+            Err(Failure::Timeout(_))
+        ));
+    });
+}
+
+#[test]
+fn a_file_that_is_not_an_actuator_is_refused_at_load() {
+    let dir = scratch("not-a-plugin");
+    let bogus = dir.join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm not really").unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime();
+    assert!(matches!(
+        rt.load(&actuator(bogus), Path::new(".")),
+        Err(Failure::Load(_))
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+        .args(["plugin", "inspect"])
+        .arg(shipped("webhook"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("name:         webhook"),
+        "{text}"
+    );
+}
