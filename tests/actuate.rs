@@ -672,3 +672,191 @@ fn a_file_that_is_not_an_actuator_is_refused_at_load() {
         "{text}"
     );
 }
+
+#[test]
+fn actuate_drives_one_actuator_by_hand() {
+    let dir = scratch("cli");
+    std::fs::create_dir_all(dir.join("out")).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!(
+        "(actuators: [(name: \"audit\", plugin: \"{}\", settings: {{\"path\": \"/out/d.jsonl\"}}, files: [(host: \"out\", guest: \"/out\", write: true)])])",
+        shipped("record").display()
+    );
+    std::fs::write(dir.join("service.ron"), config).unwrap_or_else(|e| panic!("{e}"));
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[
+        "actuate",
+        "--config",
+        "service.ron",
+        "--actuator",
+        "audit",
+        "--target",
+        "web",
+        "--replicas",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("applied 0 -> 5 on web: recorded in /out/d.jsonl (1 attempt)"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "actuate",
+        "--config",
+        "service.ron",
+        "--actuator",
+        "audit",
+        "--target",
+        "web",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("observed web: 5 replicas"), "{out}");
+    let (code, _, err) = run(&[
+        "actuate",
+        "--config",
+        "service.ron",
+        "--actuator",
+        "nope",
+        "--target",
+        "web",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no actuator `nope`"), "{err}");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_a_bad_cache_entry_is_recompiled() {
+    let cache = scratch("cache");
+    let rt = Runtime::new(Some(cache.clone())).unwrap_or_else(|e| panic!("{e}"));
+    rt.load(&actuator(shipped("record")), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    // A damaged entry is not trusted: the component is compiled again.
+    std::fs::write(&entries[0], b"garbage").unwrap_or_else(|e| panic!("{e}"));
+    let a = rt
+        .load(&actuator(shipped("record")), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        tokio().block_on(a.info()).0.map(|i| i.name),
+        Ok("record".to_string())
+    );
+}
+
+/// The walkthrough of docs/plugins.md, taken from the page itself: its Cargo.toml,
+/// lib.rs and configuration build, inspect and run as the page says.
+#[test]
+fn the_plugin_guide_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide =
+        std::fs::read_to_string(root.join("docs/plugins.md")).unwrap_or_else(|e| panic!("{e}"));
+    let block = |after: &str, lang: &str| -> String {
+        let start = guide
+            .find(after)
+            .unwrap_or_else(|| panic!("no `{after}` in the guide"));
+        let rest = &guide[start..];
+        let open = rest
+            .find(&format!("```{lang}\n"))
+            .unwrap_or_else(|| panic!("no {lang} block after `{after}`"))
+            + lang.len()
+            + 4;
+        let close = rest[open..].find("```").unwrap_or_default();
+        rest[open..open + close].to_string()
+    };
+    let dir = scratch("guide");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(plugins.join("hello/src")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        plugins.join("Cargo.toml"),
+        "[workspace]\nresolver = \"3\"\nmembers = [\"hello\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        plugins.join("hello/Cargo.toml"),
+        block("`Cargo.toml`:", "toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        plugins.join("hello/src/lib.rs"),
+        block("Then `src/lib.rs`:", "rust"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("hello.ron"), block("`hello.ron`:", "ron"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let copy = |from: &Path, to: &Path| {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success());
+    };
+    copy(&root.join("plugins/wit"), &plugins);
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "plugins/Cargo.toml",
+            "-p",
+            "policyctl-hello",
+        ])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("plugins/target"))
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "the guide's plugin does not build");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let inspected = run(&[
+        "plugin",
+        "inspect",
+        "plugins/target/wasm32-wasip2/release/policyctl_hello.wasm",
+    ]);
+    assert!(inspected.contains("name:         hello"), "{inspected}");
+    let applied = run(&[
+        "actuate",
+        "--config",
+        "hello.ron",
+        "--actuator",
+        "hello",
+        "--target",
+        "web",
+        "--replicas",
+        "4",
+    ]);
+    assert!(
+        applied.contains("applied 0 -> 4 on web: bonjour, web (1 attempt)"),
+        "{applied}"
+    );
+}
