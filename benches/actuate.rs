@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
         plugin: trivial(),
         settings: BTreeMap::new(),
         allow_http: vec![],
+        tls_ca_files: vec![],
         inject_headers: vec![],
         allow_commands: vec![],
         files: vec![],

@@ -37,6 +37,7 @@ fn actuator(plugin: PathBuf) -> ActuatorConfig {
         plugin,
         settings: BTreeMap::new(),
         allow_http: vec![],
+        tls_ca_files: vec![],
         inject_headers: vec![],
         allow_commands: vec![],
         files: vec![],
@@ -201,8 +202,8 @@ fn command_runs_granted_scripts_with_the_decision_in_argv() {
         .unwrap_or_else(|e| panic!("{e}"));
     let (result, _) = tokio().block_on(a.apply(&request("c4", "workers", 0, 2)));
     match result {
-        Err(Failure::Forbidden(why)) => assert!(why.contains("not granted"), "{why}"),
-        other => panic!("expected a forbidden command, got {other:?}"),
+        Err(Failure::Denied(why)) => assert!(why.contains("not granted"), "{why}"),
+        other => panic!("expected a denied command, got {other:?}"),
     }
 }
 
@@ -513,7 +514,10 @@ fn hostile_plugins_fail_cleanly_within_their_budget() {
 
     let (result, _, _) = run(hostile("command-not-allowed", &[], budget(2000)));
     match result {
-        Err(Failure::Forbidden(why)) => assert!(why.contains("Denied"), "{why}"),
+        Err(Failure::Denied(why)) => assert!(
+            why.contains("`/bin/sh` with these arguments is not granted"),
+            "{why}"
+        ),
         other => panic!("an ungranted command must be denied: {other:?}"),
     }
 
@@ -859,4 +863,90 @@ fn the_plugin_guide_works_as_written() {
         applied.contains("applied 0 -> 4 on web: bonjour, web (1 attempt)"),
         "{applied}"
     );
+}
+
+/// HTTPS to a server whose certificate comes from a private CA (as a cluster's API
+/// server has): refused by default, accepted once the CA is in `tls_ca_files`. The
+/// connection goes to the address the host vetted.
+#[test]
+fn https_trusts_the_ca_files_of_the_actuator_and_nothing_else_private() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use std::sync::Arc;
+
+    let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut ca_params =
+        CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "policyctl test CA");
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .and_then(|p| p.signed_by(&server_key, &issuer))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = scratch("tls");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| {
+        b.with_no_client_auth()
+            .with_single_cert(vec![server_cert.der().clone()], key)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+
+    tokio().block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else { return };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = r#"{"replicas": 7}"#;
+                    let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let rt = runtime();
+        let base = format!("https://127.0.0.1:{port}");
+        let mut config = actuator(shipped("webhook"));
+        config.settings = settings(&[("url", &format!("{base}/scale")), ("observe_url", &format!("{base}/state/{{target}}"))]);
+        config.allow_http = vec![base];
+        let untrusting = rt.load(&config, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        match untrusting.observe("web").await.0 {
+            Err(Failure::Unavailable(why)) => assert!(why.contains("transport"), "{why}"),
+            other => panic!("a private CA must not be trusted by default: {other:?}"),
+        }
+        config.tls_ca_files = vec![ca_file.clone()];
+        let trusting = rt.load(&config, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(trusting.observe("web").await.0.map(|o| o.replicas), Ok(7));
+    });
 }

@@ -22,6 +22,10 @@ pub struct ActuatorConfig {
     /// port range. Nothing else is reachable.
     #[serde(default)]
     pub allow_http: Vec<String>,
+    /// CA certificates (PEM files) trusted for this actuator's HTTPS, beside the public
+    /// web roots: a Kubernetes API server's own CA, for one.
+    #[serde(default)]
+    pub tls_ca_files: Vec<PathBuf>,
     /// Headers the host adds to matching requests; the plugin never sees their values.
     #[serde(default)]
     pub inject_headers: Vec<InjectHeader>,

@@ -108,9 +108,11 @@ impl command::Host for HostState {
         args: Vec<String>,
     ) -> Result<command::Output, command::CommandError> {
         if !super::grants::command_allowed(&self.config.allow_commands, &program, &args) {
-            return Err(command::CommandError::Denied(format!(
-                "`{program}` with these arguments is not granted to this actuator"
-            )));
+            let why = format!("`{program}` with these arguments is not granted to this actuator");
+            if let Ok(mut slot) = self.hooks.denied.lock() {
+                *slot = Some(super::http::Denial(why.clone()));
+            }
+            return Err(command::CommandError::Denied(why));
         }
         let limits = &self.config.limits;
         let remaining = self.deadline.saturating_duration_since(Instant::now());

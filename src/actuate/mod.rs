@@ -370,11 +370,14 @@ impl Runtime {
         for inject in &mut config.inject_headers {
             inject.value_from_file = base.join(&inject.value_from_file);
         }
+        let ca_files: Vec<PathBuf> = config.tls_ca_files.iter().map(|f| base.join(f)).collect();
+        let tls = http::tls_config(&ca_files).map_err(Failure::InvalidConfig)?;
         Ok(Actuator {
             name: config.name.clone(),
             settings: Arc::new(config.settings.clone()),
             config: Arc::new(config),
             grants: Arc::new(grants),
+            tls,
             pre,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
         })
@@ -388,6 +391,7 @@ pub struct Actuator {
     config: Arc<ActuatorConfig>,
     settings: Arc<BTreeMap<String, String>>,
     grants: Arc<Vec<grants::HttpGrant>>,
+    tls: Arc<rustls::ClientConfig>,
     pre: bindings::ActuatorPre<host::HostState>,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
@@ -444,6 +448,7 @@ impl Actuator {
             http: WasiHttpCtx::new(),
             hooks: http::HttpHooks {
                 grants: self.grants.clone(),
+                tls: self.tls.clone(),
                 inject: Arc::new(self.config.inject_headers.clone()),
                 deadline,
                 denied: denied.clone(),
@@ -663,6 +668,7 @@ pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<PluginInfo, Failu
         plugin: path.to_path_buf(),
         settings: BTreeMap::new(),
         allow_http: vec![],
+        tls_ca_files: vec![],
         inject_headers: vec![],
         allow_commands: vec![],
         files: vec![],
