@@ -2,48 +2,21 @@
 //! `apply`, and the instance dropped, as every decision runs.
 //! Goals: p50 ≤ 40 µs per call; ≥ 15,000 isolated calls/s on 2 threads.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use policyctl::actuate::{ActuatorConfig, Limits, Request, Runtime};
+use policyctl::actuate::{ActuatorConfig, Request, Runtime};
 
-fn trivial() -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-            "tests/plugins/Cargo.toml",
-            "-p",
-            "policyctl-trivial",
-        ])
-        .current_dir(root)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-    assert!(status.success());
-    root.join("tests/plugins/target/wasm32-wasip2/release/policyctl_trivial.wasm")
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn bench(c: &mut Criterion) {
     let runtime = Runtime::new(None).unwrap_or_else(|e| panic!("{e}"));
-    let config = ActuatorConfig {
-        name: "trivial".into(),
-        plugin: trivial(),
-        settings: BTreeMap::new(),
-        allow_http: vec![],
-        tls_ca_files: vec![],
-        inject_headers: vec![],
-        allow_commands: vec![],
-        files: vec![],
-        limits: Limits::default(),
-    };
+    let config = ActuatorConfig::new(
+        "trivial",
+        support::plugins().1.join("policyctl_trivial.wasm"),
+    );
     let actuator = runtime
         .load(&config, Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -165,12 +165,15 @@ fn main() -> ExitCode {
             plot,
         } => {
             let json = format == SimFormat::Json;
-            report_failure(cli::sim::simulate(&cli::sim::SimulateArgs {
+            let replay = cli::sim::Replay {
                 policy_file,
                 trace,
                 policy,
                 initial,
                 per_replica,
+            };
+            report_failure(cli::sim::simulate(&cli::sim::SimulateArgs {
+                replay,
                 json,
                 all_ticks,
                 plot,
@@ -202,14 +205,16 @@ fn main() -> ExitCode {
             policy,
             initial,
             per_replica,
-        } => report_failure(cli::sim::explain(&cli::sim::ExplainArgs {
-            policy_file,
-            trace,
-            at,
-            policy,
-            initial,
-            per_replica,
-        })),
+        } => {
+            let replay = cli::sim::Replay {
+                policy_file,
+                trace,
+                policy,
+                initial,
+                per_replica,
+            };
+            report_failure(cli::sim::explain(&cli::sim::ExplainArgs { replay, at }))
+        }
     };
     ExitCode::from(code)
 }

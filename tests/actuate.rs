@@ -32,17 +32,7 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 fn actuator(plugin: PathBuf) -> ActuatorConfig {
-    ActuatorConfig {
-        name: "test".into(),
-        plugin,
-        settings: BTreeMap::new(),
-        allow_http: vec![],
-        tls_ca_files: vec![],
-        inject_headers: vec![],
-        allow_commands: vec![],
-        files: vec![],
-        limits: Limits::default(),
-    }
+    ActuatorConfig::new("test", plugin)
 }
 
 fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

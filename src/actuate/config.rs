@@ -39,6 +39,23 @@ pub struct ActuatorConfig {
     pub limits: Limits,
 }
 
+impl ActuatorConfig {
+    /// An actuator with no setting, no capability and the default limits.
+    pub fn new(name: impl Into<String>, plugin: impl Into<PathBuf>) -> Self {
+        ActuatorConfig {
+            name: name.into(),
+            plugin: plugin.into(),
+            settings: BTreeMap::new(),
+            allow_http: Vec::new(),
+            tls_ca_files: Vec::new(),
+            inject_headers: Vec::new(),
+            allow_commands: Vec::new(),
+            files: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectHeader {

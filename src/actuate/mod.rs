@@ -663,17 +663,7 @@ fn classify(error: &wasmtime::Error, budget: Duration, limit_mib: u64) -> Failur
 /// Check a component file against the WIT world without running a call: what `plugin
 /// inspect` reports. Returns the plugin's `info`.
 pub async fn inspect(runtime: &Runtime, path: &Path) -> Result<PluginInfo, Failure> {
-    let config = ActuatorConfig {
-        name: "inspect".into(),
-        plugin: path.to_path_buf(),
-        settings: BTreeMap::new(),
-        allow_http: vec![],
-        tls_ca_files: vec![],
-        inject_headers: vec![],
-        allow_commands: vec![],
-        files: vec![],
-        limits: Limits::default(),
-    };
+    let config = ActuatorConfig::new("inspect", path);
     let actuator = runtime.load(&config, Path::new("."))?;
     actuator.info().await.0
 }

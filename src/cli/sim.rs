@@ -117,30 +117,46 @@ fn load_trace(path: &Path) -> Result<sim::Trace, Failure> {
     sim::trace::parse(&text).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
 }
 
-pub struct SimulateArgs {
+/// What `simulate` and `explain` both need: a policy, a trace, and how to start.
+pub struct Replay {
     pub policy_file: PathBuf,
     pub trace: PathBuf,
     pub policy: Option<String>,
     pub initial: Option<u32>,
     pub per_replica: Vec<String>,
+}
+
+impl Replay {
+    /// The checked policy, the parsed trace, and the options, up to `until` if given.
+    fn prepare(
+        &self,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(Policy, sim::Trace, Options), Failure> {
+        let policy = pick(
+            load_policies(&self.policy_file)?,
+            self.policy.as_deref(),
+            &self.policy_file,
+        )?;
+        let trace = load_trace(&self.trace)?;
+        let options = Options {
+            initial: self.initial,
+            per_replica: self.per_replica.clone(),
+            until,
+            through: until,
+        };
+        Ok((policy, trace, options))
+    }
+}
+
+pub struct SimulateArgs {
+    pub replay: Replay,
     pub json: bool,
     pub all_ticks: bool,
     pub plot: Option<PathBuf>,
 }
 
 pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
-    let policy = pick(
-        load_policies(&args.policy_file)?,
-        args.policy.as_deref(),
-        &args.policy_file,
-    )?;
-    let trace = load_trace(&args.trace)?;
-    let options = Options {
-        initial: args.initial,
-        per_replica: args.per_replica.clone(),
-        until: None,
-        through: None,
-    };
+    let (policy, trace, options) = args.replay.prepare(None)?;
 
     let mut out = String::new();
     let mut points = Vec::new();
@@ -184,7 +200,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
             let _ = writeln!(out, "{at:<22} {:>5} {:>5}  {reason}", view.current, e.result);
         }
     })
-    .map_err(|e| Failure::input(format!("{}: {e}", args.trace.display())))?;
+    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.trace.display())))?;
     if !args.json {
         let range = if ticks == 0 {
             "-".to_string()
@@ -212,32 +228,17 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
 }
 
 pub struct ExplainArgs {
-    pub policy_file: PathBuf,
-    pub trace: PathBuf,
+    pub replay: Replay,
     pub at: DateTime<Utc>,
-    pub policy: Option<String>,
-    pub initial: Option<u32>,
-    pub per_replica: Vec<String>,
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<u8, Failure> {
-    let policy = pick(
-        load_policies(&args.policy_file)?,
-        args.policy.as_deref(),
-        &args.policy_file,
-    )?;
-    let trace = load_trace(&args.trace)?;
-    let options = Options {
-        initial: args.initial,
-        per_replica: args.per_replica.clone(),
-        until: Some(args.at),
-        through: Some(args.at),
-    };
+    let (policy, trace, options) = args.replay.prepare(Some(args.at))?;
     let mut last = None;
     sim::run(&policy, &trace, &options, |view| {
         last = Some(view.tick.explanation.clone())
     })
-    .map_err(|e| Failure::input(format!("{}: {e}", args.trace.display())))?;
+    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.trace.display())))?;
     let Some(explanation) = last else {
         return Err(Failure::input(format!(
             "no tick at or before {}: the trace starts later",

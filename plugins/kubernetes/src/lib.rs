@@ -15,7 +15,7 @@ wit_bindgen::generate!({ path: "../wit", world: "actuator" });
 
 use policyctl::actuator::config;
 use policyctl::actuator::types::RateLimit;
-use policyctl_plugin_sdk::http::{self, Response};
+use policyctl_plugin_sdk::http::{self, Class, Response};
 
 struct Kubernetes;
 
@@ -73,20 +73,16 @@ fn status_error(r: &Response) -> ActuationError {
             .as_str()
             .unwrap_or(&r.text().chars().take(200).collect::<String>())
     );
-    match r.status {
-        404 => ActuationError::NotFound(message),
-        401 | 403 => ActuationError::Forbidden(message),
-        409 => ActuationError::Conflict(message),
-        429 => ActuationError::RateLimited(RateLimit {
+    match r.class() {
+        Class::NotFound => ActuationError::NotFound(message),
+        Class::Forbidden => ActuationError::Forbidden(message),
+        Class::Conflict => ActuationError::Conflict(message),
+        Class::RateLimited(retry_after_ms) => ActuationError::RateLimited(RateLimit {
             message,
-            retry_after_ms: r
-                .header("retry-after")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|s| s * 1000),
+            retry_after_ms,
         }),
-        400 | 422 => ActuationError::InvalidDecision(message),
-        500..=599 => ActuationError::Unavailable(message),
-        _ => ActuationError::InvalidDecision(message),
+        Class::Unavailable => ActuationError::Unavailable(message),
+        Class::Success | Class::Invalid => ActuationError::InvalidDecision(message),
     }
 }
 

@@ -28,6 +28,51 @@ impl Response {
     }
 }
 
+/// What an HTTP answer means for an actuator: the kinds of `actuation-error`, so every
+/// plugin maps statuses the same way (and retries the same ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Success,
+    /// 404.
+    NotFound,
+    /// 401, 403.
+    Forbidden,
+    /// 409: transient.
+    Conflict,
+    /// 429, with `Retry-After` in milliseconds when the server sent seconds: transient.
+    RateLimited(Option<u64>),
+    /// 5xx: transient.
+    Unavailable,
+    /// Any other status: the request itself is wrong.
+    Invalid,
+}
+
+impl Response {
+    pub fn class(&self) -> Class {
+        match self.status {
+            200..=299 => Class::Success,
+            404 => Class::NotFound,
+            401 | 403 => Class::Forbidden,
+            409 => Class::Conflict,
+            429 => Class::RateLimited(
+                self.header("retry-after")
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(|s| s * 1000),
+            ),
+            500..=599 => Class::Unavailable,
+            _ => Class::Invalid,
+        }
+    }
+}
+
+impl Error {
+    /// Whether trying again may help: transport failures may pass; a denial or a bad
+    /// URL will not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transport(_) | Error::TooLarge)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The host refused the request: not granted, or an internal address.
