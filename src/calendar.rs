@@ -288,7 +288,7 @@ mod tests {
         let pattern = CronPattern::parse("30 2 * * *").unwrap_or_else(|e| unreachable!("{e}"));
         let w = Window {
             kind: WindowKind::Cron {
-                pattern,
+                pattern: Box::new(pattern),
                 duration: std::time::Duration::from_secs(3600),
             },
             zone: berlin(),
@@ -305,7 +305,7 @@ mod tests {
             let pattern = CronPattern::parse(expr).unwrap_or_else(|e| unreachable!("{e}"));
             let w = Window {
                 kind: WindowKind::Cron {
-                    pattern,
+                    pattern: Box::new(pattern),
                     duration: std::time::Duration::from_secs(60),
                 },
                 zone: Tz::UTC,
@@ -331,7 +331,7 @@ mod tests {
         let pattern = CronPattern::parse("30 2 * * *").unwrap_or_else(|e| unreachable!("{e}"));
         let w = Window {
             kind: WindowKind::Cron {
-                pattern,
+                pattern: Box::new(pattern),
                 duration: std::time::Duration::from_secs(600),
             },
             zone: berlin(),

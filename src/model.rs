@@ -266,8 +266,9 @@ pub enum WindowKind {
         from: NaiveDateTime,
         to: NaiveDateTime,
     },
+    /// Boxed: a parsed cron pattern is large beside the other window kinds.
     Cron {
-        pattern: CronPattern,
+        pattern: Box<CronPattern>,
         duration: Duration,
     },
 }

@@ -3,6 +3,9 @@
 //! each of which must end as a clean, typed failure within its budget while other calls
 //! finish on time.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

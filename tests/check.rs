@@ -3,6 +3,9 @@
 //! begins with (`unknown-name--let-after-use.scale` → `scale::unknown-name`), and
 //! renders exactly as its snapshot beside it.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -1,6 +1,9 @@
 //! The command line as scripts and CI see it: exit codes, bad input of every kind, the
 //! machine-readable formats, and `fmt` on real files.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

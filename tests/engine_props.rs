@@ -2,6 +2,9 @@
 //! are never exceeded over any window, no scale happens inside a cooldown unless a
 //! schedule forces it, state stays bounded, and a replay decides the same.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use policyctl::check::{Options, check_text};
 use policyctl::engine::{self, Input, Schedules, State};
@@ -154,11 +157,7 @@ const COOLDOWN: &str = r#"policy "cooldown" {
 }"#;
 
 /// The events of `events` in "the last D" before `at`: `at - D < t <= at`.
-fn window<'a>(
-    events: &'a [Event],
-    at: DateTime<Utc>,
-    d: TimeDelta,
-) -> impl Iterator<Item = &'a Event> {
+fn window(events: &[Event], at: DateTime<Utc>, d: TimeDelta) -> impl Iterator<Item = &Event> {
     events.iter().filter(move |e| e.at <= at && at - e.at < d)
 }
 

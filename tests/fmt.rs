@@ -1,6 +1,9 @@
 //! `fmt` keeps meaning and is idempotent, on every fixture and shipped policy; its
 //! layout is pinned by the snapshots of `tests/fmt/*.scale`.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};

@@ -2,6 +2,9 @@
 //! text, random token soup, and fixtures mutated at random. Bounded for the normal
 //! suite; `fuzz/` runs the same entry point under libFuzzer for longer.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -154,10 +157,10 @@ fn fixtures() -> Vec<String> {
             continue;
         };
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|e| e == "scale") {
-                if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    texts.push(text);
-                }
+            if entry.path().extension().is_some_and(|e| e == "scale")
+                && let Ok(text) = std::fs::read_to_string(entry.path())
+            {
+                texts.push(text);
             }
         }
     }

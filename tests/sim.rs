@@ -1,6 +1,9 @@
 //! `simulate`, `test` and `explain` as users run them: the behaviour files of
 //! `tests/engine/` and `policies/`, trace errors, output formats, plots.
 
+// Test code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -396,6 +396,9 @@ pub struct Actuator {
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
+/// Where the host notes the last capability it refused during a call.
+type DenialSlot = Arc<Mutex<Option<http::Denial>>>;
+
 /// Removes a target from the in-flight set when its decision is done.
 struct InFlight {
     set: Arc<Mutex<HashSet<String>>>,
@@ -415,10 +418,7 @@ impl Actuator {
         &self.config.limits
     }
 
-    fn store(
-        &self,
-        deadline: Instant,
-    ) -> Result<(Store<host::HostState>, Arc<Mutex<Option<http::Denial>>>), Failure> {
+    fn store(&self, deadline: Instant) -> Result<(Store<host::HostState>, DenialSlot), Failure> {
         let mut wasi = WasiCtxBuilder::new();
         // No sockets, no environment, no arguments: only what is granted below.
         wasi.allow_tcp(false)

@@ -336,7 +336,7 @@ fn window(
                 return None;
             }
             WindowKind::Cron {
-                pattern,
+                pattern: Box::new(pattern),
                 duration: length,
             }
         }
