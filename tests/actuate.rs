@@ -943,3 +943,20 @@ fn https_trusts_the_ca_files_of_the_actuator_and_nothing_else_private() {
         assert_eq!(trusting.observe("web").await.0.map(|o| o.replicas), Ok(7));
     });
 }
+
+#[test]
+fn the_example_actuators_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    plugins();
+    let text = std::fs::read_to_string(root.join("examples/actuators.ron"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file: policyctl::actuate::ActuatorsFile =
+        ron::from_str(&text).unwrap_or_else(|e| panic!("examples/actuators.ron: {e}"));
+    let names: Vec<&str> = file.actuators.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["audit", "workers", "hooks", "k8s"]);
+    let rt = runtime();
+    for config in &file.actuators {
+        rt.load(config, &root.join("examples"))
+            .unwrap_or_else(|e| panic!("actuator `{}`: {e}", config.name));
+    }
+}

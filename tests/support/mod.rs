@@ -13,6 +13,15 @@ pub fn plugins() -> (PathBuf, PathBuf) {
     BUILT
         .get_or_init(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            // So that a plain `cargo test` works on a fresh machine too (instant when
+            // the target is installed already).
+            let target = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .status();
+            assert!(
+                target.is_ok_and(|s| s.success()),
+                "cannot add the wasm32-wasip2 target with rustup"
+            );
             let build = |manifest: &str| {
                 let status = Command::new(env!("CARGO"))
                     .args([
