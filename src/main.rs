@@ -54,19 +54,8 @@ enum Command {
     },
     /// Replay a metric trace through a policy with the real engine.
     Simulate {
-        policy_file: PathBuf,
-        /// CSV: `time,METRIC,...`; RFC 3339 times; an empty cell is a missing sample.
-        #[arg(long)]
-        trace: PathBuf,
-        /// The policy to run, when the file holds several.
-        #[arg(long)]
-        policy: Option<String>,
-        /// Replicas at the start (default: the policy's MIN).
-        #[arg(long)]
-        initial: Option<u32>,
-        /// A column that is a total over the fleet: the policy sees total / current.
-        #[arg(long = "per-replica", value_name = "NAME")]
-        per_replica: Vec<String>,
+        #[command(flatten)]
+        replay: cli::sim::Replay,
         #[arg(long, value_enum, default_value = "human")]
         format: SimFormat,
         /// Print every tick, holds included.
@@ -83,18 +72,11 @@ enum Command {
     },
     /// Explain one tick in full: every rule, every step.
     Explain {
-        policy_file: PathBuf,
+        #[command(flatten)]
+        replay: cli::sim::Replay,
         /// The tick at or before this instant (RFC 3339).
         #[arg(long)]
         at: DateTime<Utc>,
-        #[arg(long)]
-        trace: PathBuf,
-        #[arg(long)]
-        policy: Option<String>,
-        #[arg(long)]
-        initial: Option<u32>,
-        #[arg(long = "per-replica", value_name = "NAME")]
-        per_replica: Vec<String>,
     },
     /// Drive one actuator by hand: observe a target, and apply a replica count.
     Actuate {
@@ -155,23 +137,12 @@ fn main() -> ExitCode {
         } => run_check(&paths, format, deny_warnings, now),
         Command::Fmt { paths, check } => run_fmt(&paths, check),
         Command::Simulate {
-            policy_file,
-            trace,
-            policy,
-            initial,
-            per_replica,
+            replay,
             format,
             all_ticks,
             plot,
         } => {
             let json = format == SimFormat::Json;
-            let replay = cli::sim::Replay {
-                policy_file,
-                trace,
-                policy,
-                initial,
-                per_replica,
-            };
             report_failure(cli::sim::simulate(&cli::sim::SimulateArgs {
                 replay,
                 json,
@@ -198,21 +169,7 @@ fn main() -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Inspect { file },
         } => report_failure(cli::actuate::inspect(&file)),
-        Command::Explain {
-            policy_file,
-            at,
-            trace,
-            policy,
-            initial,
-            per_replica,
-        } => {
-            let replay = cli::sim::Replay {
-                policy_file,
-                trace,
-                policy,
-                initial,
-                per_replica,
-            };
+        Command::Explain { replay, at } => {
             report_failure(cli::sim::explain(&cli::sim::ExplainArgs { replay, at }))
         }
     };

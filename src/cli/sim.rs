@@ -118,11 +118,20 @@ fn load_trace(path: &Path) -> Result<sim::Trace, Failure> {
 }
 
 /// What `simulate` and `explain` both need: a policy, a trace, and how to start.
+#[derive(clap::Args)]
 pub struct Replay {
     pub policy_file: PathBuf,
+    /// CSV: `time,METRIC,...`; RFC 3339 times; an empty cell is a missing sample.
+    #[arg(long)]
     pub trace: PathBuf,
+    /// The policy to run, when the file holds several.
+    #[arg(long)]
     pub policy: Option<String>,
+    /// Replicas at the start (default: the policy's MIN).
+    #[arg(long)]
     pub initial: Option<u32>,
+    /// A column that is a total over the fleet: the policy sees total / current.
+    #[arg(long = "per-replica", value_name = "NAME")]
     pub per_replica: Vec<String>,
 }
 
