@@ -53,6 +53,21 @@ pub struct Policy {
     pub schedules: Vec<Schedule>,
 }
 
+/// A duration as policies write it: `90s`, `5m`, `2h`, `250ms`. Used in messages and
+/// explanations alike.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    match ms / 1000 {
+        0 => "0s".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(15);
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_STABILIZE_DOWN: Duration = Duration::from_secs(300);

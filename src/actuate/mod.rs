@@ -414,10 +414,6 @@ impl Drop for InFlight {
 }
 
 impl Actuator {
-    pub fn limits(&self) -> &Limits {
-        &self.config.limits
-    }
-
     fn store(&self, deadline: Instant) -> Result<(Store<host::HostState>, DenialSlot), Failure> {
         let mut wasi = WasiCtxBuilder::new();
         // No sockets, no environment, no arguments: only what is granted below.

@@ -17,8 +17,7 @@ use crate::diagnostic::{Code, Diagnostic, Severity, Span};
 use crate::model;
 use crate::syntax::{self, ast};
 
-pub use policy::{RESERVED, show as show_duration};
-pub use suggest::did_you_mean;
+pub use policy::RESERVED;
 
 /// One file to check.
 #[derive(Debug, Clone)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::diagnostic::{Code, Diagnostic, Severity, Span};
-use crate::model::{self, Limits, OnMissing, Rate, RateAmount, RuleKind, Select, WhenAction};
+use crate::model::{
+    self, Limits, OnMissing, Rate, RateAmount, RuleKind, Select, WhenAction, show_duration,
+};
 use crate::syntax::ast::{self, Action, BinOp, Direction, Limit, Missing, Node, Stmt, TrackTarget};
 use crate::syntax::format;
 
@@ -632,7 +634,7 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
     for (d, span) in &sustains {
         if !d.is_zero() && *d < every_value {
             cx.push(
-                Diagnostic::new(Code::WindowShorterThanEvery, file, *span, format!("a sustained window of {} is shorter than `every` ({})", show(*d), show(every_value)))
+                Diagnostic::new(Code::WindowShorterThanEvery, file, *span, format!("a sustained window of {} is shorter than `every` ({})", show_duration(*d), show_duration(every_value)))
                     .label("shorter than one tick")
                     .help("the condition is seen once per tick: make the window at least `every`, or drop `for`"),
             );
@@ -655,14 +657,14 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
                     span,
                     format!(
                         "`{what} {}` is shorter than `every` ({}) and has no effect",
-                        show(d),
-                        show(every_value)
+                        show_duration(d),
+                        show_duration(every_value)
                     ),
                 )
                 .label("shorter than one tick")
                 .help(format!(
                     "make it at least {} or remove it",
-                    show(every_value)
+                    show_duration(every_value)
                 )),
             );
         }
@@ -907,20 +909,5 @@ fn amount_text(amount: RateAmount) -> String {
     match amount {
         RateAmount::Count(n) => n.to_string(),
         RateAmount::Percent(p) => format!("{}%", p * 100.0),
-    }
-}
-
-/// A duration as people write it: `90s`, `5m`, `1h30m`.
-pub fn show(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    match s {
-        0 => "0s".into(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }

@@ -157,7 +157,7 @@ pub struct Explanation {
 }
 
 fn secs(d: Duration) -> String {
-    crate::check::show_duration(d)
+    crate::model::show_duration(d)
 }
 
 fn number(v: f64) -> String {
