@@ -14,14 +14,7 @@ use std::time::{Duration, Instant};
 
 use policyctl::actuate::config::{AllowCommand, FileGrant, InjectHeader};
 use policyctl::actuate::{ActuatorConfig, Failure, Limits, Request, Runtime};
-use support::{Reply, Server, plugins};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("policyctl-actuate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
-}
+use support::{Reply, Server, plugins, scratch};
 
 fn runtime() -> Runtime {
     Runtime::new(Some(

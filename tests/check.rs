@@ -7,25 +7,17 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use policyctl::diagnostic::Code;
+
+mod support;
 
 /// Fixed so that "in the past" means the same thing on every run.
 const NOW: &str = "2026-11-22T00:00:00Z";
 
 fn policyctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run policyctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = support::policyctl(support::root(), args);
+    (run.code, run.out, run.err)
 }
 
 fn fixtures(dir: &str) -> Vec<String> {

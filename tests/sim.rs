@@ -4,33 +4,14 @@
 // Test code: a setup that fails should panic, with its reason.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
+mod support;
+
+use support::{Run, scratch};
 
 fn policyctl(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run policyctl: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("policyctl-sim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
+    support::policyctl(support::root(), args)
 }
 
 fn counts(out: &str) -> (usize, usize) {

@@ -1,10 +1,46 @@
-//! Shared by the actuator tests: building the plugins from source, and a small real
-//! HTTP/1.1 server on 127.0.0.1 whose answers a test scripts.
+//! Shared by the integration tests: running the `policyctl` binary, scratch
+//! directories, building the plugins from source, and a small real HTTP/1.1 server on
+//! 127.0.0.1 whose answers a test scripts.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// What one run of the `policyctl` binary gave.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+/// Run `policyctl` in `dir`, without colour.
+pub fn policyctl(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run policyctl: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The repository root, where the tests' relative paths start.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty directory for one test of this process.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("policyctl-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
 
 /// Build `plugins/` and `tests/plugins/` for wasm32-wasip2 (once per test binary), and
 /// return the directory of each workspace's `.wasm` files.
