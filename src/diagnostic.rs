@@ -111,6 +111,12 @@ codes! {
     WrongArity = "scale::wrong-arity", Error, "a function is called with the wrong number of arguments";
     // Sources and queries.
     InvalidPromql = "scale::invalid-promql", Error, "a PromQL query does not parse";
+    UnknownActuator = "scale::unknown-actuator", Error, "a `target` names an actuator the service configuration does not declare";
+    UnknownSource = "scale::unknown-source", Error, "a `metric` names a source the service configuration does not declare";
+    InvalidQuery = "scale::invalid-query", Error, "a query that its source cannot answer (an unknown host metric, a column the trace lacks)";
+    // The service configuration.
+    ConfigInvalid = "scale::config-invalid", Error, "the service configuration is not valid RON, or a value in it is wrong";
+    PluginLoad = "scale::plugin-load", Error, "an actuator's plugin cannot be loaded, or does not export the actuator interface";
     // Schedules.
     UnknownZone = "scale::unknown-zone", Error, "a time zone is not in the IANA database";
     InvalidCron = "scale::invalid-cron", Error, "a cron expression does not parse";

@@ -7,5 +7,6 @@ pub mod check;
 pub mod diagnostic;
 pub mod engine;
 pub mod model;
+pub mod serve;
 pub mod sim;
 pub mod syntax;

@@ -39,10 +39,25 @@ enum Command {
         /// Exit 1 on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Also check this service configuration (RON), and the policies against it:
+        /// every `target` must name one of its actuators, every `metric` one of its
+        /// sources, and every plugin must load. Without PATHS, its policy directories
+        /// are checked.
+        #[arg(long, value_name = "FILE.ron")]
+        config: Option<PathBuf>,
         /// Check as of this instant (RFC 3339) instead of now: decides which one-off
         /// schedules are in the past.
         #[arg(long, hide = true)]
         now: Option<DateTime<Utc>>,
+    },
+    /// Run policies for real: fetch metrics, decide, call actuators, hot-reload.
+    Serve {
+        /// The service configuration (RON). Without it, the built-in configuration:
+        /// this machine's own metrics, `examples/local/`, the `record` plugin.
+        #[arg(long, value_name = "FILE.ron")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: cli::serve::LogFormat,
     },
     /// Rewrite `.scale` files in the one canonical layout (`-` formats standard input).
     Fmt {
@@ -64,6 +79,9 @@ enum Command {
         /// Draw metrics, recommendation, replicas and schedules to an SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// Run a second version of the policy on the same history and compare them.
+        #[arg(long, value_name = "OTHER.scale")]
+        compare: Option<PathBuf>,
     },
     /// Run policy unit tests (`*.scaletest.ron`).
     Test {
@@ -133,14 +151,19 @@ fn main() -> ExitCode {
             paths,
             format,
             deny_warnings,
+            config,
             now,
-        } => run_check(&paths, format, deny_warnings, now),
+        } => run_check(&paths, format, deny_warnings, config.as_deref(), now),
+        Command::Serve { config, log_format } => {
+            report_failure(cli::serve::serve(config.as_deref(), log_format))
+        }
         Command::Fmt { paths, check } => run_fmt(&paths, check),
         Command::Simulate {
             replay,
             format,
             all_ticks,
             plot,
+            compare,
         } => {
             let json = format == SimFormat::Json;
             report_failure(cli::sim::simulate(&cli::sim::SimulateArgs {
@@ -148,6 +171,7 @@ fn main() -> ExitCode {
                 json,
                 all_ticks,
                 plot,
+                compare,
             }))
         }
         Command::Test { paths } => report_failure(cli::sim::test(&paths)),
@@ -195,8 +219,21 @@ fn run_check(
     paths: &[PathBuf],
     format: Format,
     deny_warnings: bool,
+    config: Option<&Path>,
     now: Option<DateTime<Utc>>,
 ) -> u8 {
+    let service = match config.map(cli::serve::check_config).transpose() {
+        Ok(service) => service,
+        Err(e) => return fail(&e),
+    };
+    let default_paths;
+    let paths = match &service {
+        Some(s) if paths == [PathBuf::from(".")] => {
+            default_paths = s.policy_paths();
+            &default_paths[..]
+        }
+        _ => paths,
+    };
     let found = match files::collect(paths, ".scale") {
         Ok(found) => found,
         Err(e) => return fail(&e),
@@ -227,14 +264,29 @@ fn run_check(
             }
         }
     }
-    let options = Options::at(now.unwrap_or_else(Utc::now));
+    let mut options = Options::at(now.unwrap_or_else(Utc::now));
+    if let Some(s) = &service {
+        let now = options.now;
+        options = s.options.clone();
+        options.now = now;
+        // The configuration is one more file of the report.
+        let file = sources.len();
+        shown.push(Shown {
+            path: s.path.clone(),
+            text: s.text.clone(),
+        });
+        diagnostics.extend(s.diagnostics.iter().cloned().map(|mut d| {
+            d.file = file;
+            d
+        }));
+    }
     let checked = check::check(&sources, &options);
     diagnostics.extend(checked.diagnostics);
     diagnostics.sort_by_key(|d| (d.file, d.span().start, d.code));
 
     print!(
         "{}",
-        report::render(format, &shown, &diagnostics, sources.len())
+        report::render(format, &shown, &diagnostics, shown.len())
     );
     let _ = std::io::stdout().flush();
     for e in &unreadable {

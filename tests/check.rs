@@ -69,7 +69,16 @@ fn err_fixtures_fail_with_their_code_and_match_their_snapshot() {
 }
 
 /// Codes that no single file can show: they are exercised by `tests/cli.rs`.
-const NOT_FROM_A_FIXTURE: &[Code] = &[Code::Io, Code::FileTooLarge];
+/// The configuration codes need a service configuration: `tests/serve.rs` exercises them.
+const NOT_FROM_A_FIXTURE: &[Code] = &[
+    Code::Io,
+    Code::FileTooLarge,
+    Code::UnknownActuator,
+    Code::UnknownSource,
+    Code::InvalidQuery,
+    Code::ConfigInvalid,
+    Code::PluginLoad,
+];
 
 #[test]
 fn every_code_has_an_error_fixture() {

@@ -33,6 +33,27 @@ pub struct Options {
     /// Metric sources whose queries are PromQL. Without a service configuration, the
     /// conventional name `prometheus`.
     pub promql_sources: Vec<String>,
+    /// What the service configuration declares, when `check --config` (or `serve`)
+    /// gives one: then targets and metric sources must name what exists.
+    pub known: Option<Known>,
+}
+
+/// The actuators and sources of a service configuration, as `check` needs them.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub actuators: Vec<String>,
+    pub sources: Vec<(String, Queries)>,
+}
+
+/// What a source accepts as a query.
+#[derive(Debug, Clone)]
+pub enum Queries {
+    Promql,
+    /// One of these names (a host metric, a trace column).
+    OneOf {
+        what: &'static str,
+        names: Vec<String>,
+    },
 }
 
 impl Options {
@@ -40,6 +61,7 @@ impl Options {
         Options {
             now,
             promql_sources: vec!["prometheus".to_string()],
+            known: None,
         }
     }
 }
@@ -202,10 +224,79 @@ fn check_queries(
 ) -> bool {
     let mut ok = true;
     for stmt in &p.stmts {
+        if let (ast::Stmt::Target { actuator, .. }, Some(known)) = (&stmt.node, &options.known)
+            && !known.actuators.contains(&actuator.node)
+        {
+            ok = false;
+            let mut d = Diagnostic::new(
+                Code::UnknownActuator,
+                file,
+                actuator.span,
+                format!("unknown actuator `{}`", actuator.node),
+            )
+            .label("not in the service configuration");
+            d.help = Some(
+                match suggest::nearest(&actuator.node, known.actuators.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if known.actuators.is_empty() => {
+                        "the configuration declares no actuator; add one under `actuators`".into()
+                    }
+                    None => format!("declared actuators: {}", known.actuators.join(", ")),
+                },
+            );
+            diags.push(d);
+        }
         let ast::Stmt::Metric { source, query, .. } = &stmt.node else {
             continue;
         };
-        if !options.promql_sources.contains(&source.node) {
+        if let Some(known) = &options.known {
+            match known.sources.iter().find(|(n, _)| n == &source.node) {
+                None => {
+                    ok = false;
+                    let names: Vec<&str> = known.sources.iter().map(|(n, _)| n.as_str()).collect();
+                    let mut d = Diagnostic::new(
+                        Code::UnknownSource,
+                        file,
+                        source.span,
+                        format!("unknown metric source `{}`", source.node),
+                    )
+                    .label("not in the service configuration");
+                    d.help = Some(
+                        match suggest::nearest(&source.node, names.iter().copied()) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None if names.is_empty() => {
+                                "the configuration declares no source; add one under `sources`"
+                                    .into()
+                            }
+                            None => format!("declared sources: {}", names.join(", ")),
+                        },
+                    );
+                    diags.push(d);
+                    continue;
+                }
+                Some((_, Queries::OneOf { what, names })) => {
+                    if !names.contains(&query.value) {
+                        ok = false;
+                        let mut d = Diagnostic::new(
+                            Code::InvalidQuery,
+                            file,
+                            query.span,
+                            format!("source `{}` has no {what} `{}`", source.node, query.value),
+                        )
+                        .label("unknown here");
+                        d.help = Some(
+                            match suggest::nearest(&query.value, names.iter().map(String::as_str)) {
+                                Some(near) => format!("did you mean `{near}`?"),
+                                None => format!("one of: {}", names.join(", ")),
+                            },
+                        );
+                        diags.push(d);
+                    }
+                    continue;
+                }
+                Some((_, Queries::Promql)) => {}
+            }
+        } else if !options.promql_sources.contains(&source.node) {
             continue;
         }
         // promql-parser is third-party code on user input: contain any panic.

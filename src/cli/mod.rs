@@ -4,4 +4,5 @@
 pub mod actuate;
 pub mod files;
 pub mod report;
+pub mod serve;
 pub mod sim;

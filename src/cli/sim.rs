@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use policyctl::check::{self, Options as CheckOptions};
 use policyctl::engine::explain;
 use policyctl::model::Policy;
+use policyctl::sim::summary::{Summary, Totals};
 use policyctl::sim::{self, Options, plot, scaletest};
 use serde_json::json;
 
@@ -122,8 +123,21 @@ fn load_trace(path: &Path) -> Result<sim::Trace, Failure> {
 pub struct Replay {
     pub policy_file: PathBuf,
     /// CSV: `time,METRIC,...`; RFC 3339 times; an empty cell is a missing sample.
-    #[arg(long)]
-    pub trace: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "prometheus",
+        conflicts_with = "prometheus"
+    )]
+    pub trace: Option<PathBuf>,
+    /// Backtest: fetch every metric's history from this Prometheus (range queries).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// How much history to replay, back from `--end` (e.g. `7d`, `12h`).
+    #[arg(long, default_value = "7d", value_parser = parse_span)]
+    pub since: std::time::Duration,
+    /// The end of the history (RFC 3339; default now).
+    #[arg(long, requires = "prometheus")]
+    pub end: Option<DateTime<Utc>>,
     /// The policy to run, when the file holds several.
     #[arg(long)]
     pub policy: Option<String>,
@@ -135,7 +149,66 @@ pub struct Replay {
     pub per_replica: Vec<String>,
 }
 
+/// `7d`, `12h`, `90m`, `30s`, `2w`.
+fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 7d or 12h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h, d or w")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
+}
+
 impl Replay {
+    /// Where the trace came from, for messages.
+    pub fn source_name(&self) -> String {
+        match (&self.trace, &self.prometheus) {
+            (Some(t), _) => t.display().to_string(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => "<no trace>".into(),
+        }
+    }
+
+    /// The trace: the CSV file, or the policy's metrics fetched from Prometheus.
+    fn trace(&self, policy: &Policy) -> Result<sim::Trace, Failure> {
+        if let Some(path) = &self.trace {
+            return load_trace(path);
+        }
+        let Some(url) = &self.prometheus else {
+            return Err(Failure::io("give --trace FILE or --prometheus URL".into()));
+        };
+        let end = self.end.unwrap_or_else(Utc::now);
+        let since = chrono::Duration::from_std(self.since)
+            .map_err(|_| Failure::io("--since is too long".into()))?;
+        let every = policy.every.as_secs().max(1) as i64;
+        // Ticks on multiples of `every`, as `serve` runs them.
+        let start = (end - since).timestamp();
+        let start = DateTime::from_timestamp(start - start.rem_euclid(every), 0)
+            .ok_or_else(|| Failure::io("--since reaches before 1970".into()))?;
+        let source =
+            policyctl::serve::sources::Source::prometheus(url, std::time::Duration::from_secs(60))
+                .map_err(Failure::io)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::io(format!("cannot start the async runtime: {e}")))?;
+        runtime
+            .block_on(policyctl::serve::sources::history(
+                &source, policy, start, end,
+            ))
+            .map_err(|e| Failure::io(format!("cannot fetch history from {url}: {e}")))
+    }
+
     /// The checked policy, the parsed trace, and the options, up to `until` if given.
     fn prepare(
         &self,
@@ -146,7 +219,7 @@ impl Replay {
             self.policy.as_deref(),
             &self.policy_file,
         )?;
-        let trace = load_trace(&self.trace)?;
+        let trace = self.trace(&policy)?;
         let options = Options {
             initial: self.initial,
             per_replica: self.per_replica.clone(),
@@ -162,10 +235,133 @@ pub struct SimulateArgs {
     pub json: bool,
     pub all_ticks: bool,
     pub plot: Option<PathBuf>,
+    /// A second version of the policy, run on the same history.
+    pub compare: Option<PathBuf>,
+}
+
+fn summarise(
+    policy: &Policy,
+    trace: &sim::Trace,
+    options: &Options,
+    replay: &Replay,
+) -> Result<Summary, Failure> {
+    let mut totals = Totals::new(policy);
+    sim::run(policy, trace, options, |view| totals.add(view))
+        .map_err(|e| Failure::input(format!("{}: {e}", replay.source_name())))?;
+    Ok(totals.summary())
+}
+
+fn hours(h: f64) -> String {
+    format!("{h:.1} h")
+}
+
+/// The backtest summary, one column per policy version.
+fn summary_table(columns: &[(String, Summary)]) -> String {
+    let mut out2 = String::new();
+    let _ = write!(out2, "{:<34}", "summary");
+    for (name, _) in columns {
+        let _ = write!(out2, " {name:>22}");
+    }
+    out2.push('\n');
+    let mut lines = vec![out2];
+    let mut push = |label: String, cells: Vec<String>| {
+        let mut l = format!("{label:<34}");
+        for c in cells {
+            let _ = write!(l, " {c:>22}");
+        }
+        l.push('\n');
+        lines.push(l);
+    };
+    push(
+        "scale events (up/down)".into(),
+        columns
+            .iter()
+            .map(|(_, s)| format!("{} ({}/{})", s.ups + s.downs, s.ups, s.downs))
+            .collect(),
+    );
+    push(
+        "replica-hours".into(),
+        columns
+            .iter()
+            .map(|(_, s)| format!("{:.1}", s.replica_hours))
+            .collect(),
+    );
+    push(
+        "flaps (reversed within 10m)".into(),
+        columns.iter().map(|(_, s)| s.flaps.to_string()).collect(),
+    );
+    push(
+        "replicas".into(),
+        columns
+            .iter()
+            .map(|(_, s)| match (s.lowest, s.highest) {
+                (Some(l), Some(h)) => format!("{l}..{h}"),
+                _ => "-".into(),
+            })
+            .collect(),
+    );
+    let mut targets: Vec<String> = Vec::new();
+    for (_, s) in columns {
+        for (t, _) in &s.above_target {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+    }
+    for t in targets {
+        let label = format!("above `{t}`");
+        let label = if label.chars().count() > 34 {
+            format!("{}…`", label.chars().take(32).collect::<String>())
+        } else {
+            label
+        };
+        push(
+            label,
+            columns
+                .iter()
+                .map(|(_, s)| {
+                    s.above_target
+                        .iter()
+                        .find(|(x, _)| *x == t)
+                        .map_or("-".into(), |(_, h)| hours(*h))
+                })
+                .collect(),
+        );
+    }
+    lines.concat()
 }
 
 pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
     let (policy, trace, options) = args.replay.prepare(None)?;
+    let backtest = args.replay.prometheus.is_some() || args.compare.is_some();
+    let mut columns = Vec::new();
+    if backtest {
+        columns.push((
+            args.replay.policy_file.display().to_string(),
+            summarise(&policy, &trace, &options, &args.replay)?,
+        ));
+    }
+    if let Some(other_file) = &args.compare {
+        let other = pick(
+            load_policies(other_file)?,
+            args.replay.policy.as_deref().or(Some(policy.name.as_str())),
+            other_file,
+        )?;
+        // The same history: fetched again only for metrics the first version lacks.
+        let other_trace = if other
+            .metrics
+            .iter()
+            .all(|m| trace.columns.contains(&m.name))
+        {
+            trace.clone()
+        } else {
+            args.replay.trace(&other)?
+        };
+        columns.push((
+            other_file.display().to_string(),
+            summarise(&other, &other_trace, &options, &args.replay)?,
+        ));
+    }
 
     let mut out = String::new();
     let mut points = Vec::new();
@@ -209,7 +405,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
             let _ = writeln!(out, "{at:<22} {:>5} {:>5}  {reason}", view.current, e.result);
         }
     })
-    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.trace.display())))?;
+    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.source_name())))?;
     if !args.json {
         let range = if ticks == 0 {
             "-".to_string()
@@ -221,6 +417,14 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
             "{ticks} ticks, {} decisions ({ups} up, {downs} down), replicas {range}",
             ups + downs
         );
+        if backtest {
+            out.push('\n');
+            out.push_str(&summary_table(&columns));
+        }
+    } else if backtest {
+        for (file, summary) in &columns {
+            let _ = writeln!(out, "{}", json!({"file": file, "summary": summary}));
+        }
     }
     print!("{out}");
     if let Some(path) = &args.plot {
@@ -247,7 +451,7 @@ pub fn explain(args: &ExplainArgs) -> Result<u8, Failure> {
     sim::run(&policy, &trace, &options, |view| {
         last = Some(view.tick.explanation.clone())
     })
-    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.trace.display())))?;
+    .map_err(|e| Failure::input(format!("{}: {e}", args.replay.source_name())))?;
     let Some(explanation) = last else {
         return Err(Failure::input(format!(
             "no tick at or before {}: the trace starts later",

@@ -80,6 +80,56 @@ impl Window {
     }
 }
 
+/// The `for` windows of a policy's `when` rules as its metric history shows them
+/// (Prometheus' `ActiveAt` restored after a restart): `history` is one row of samples
+/// per evaluation, oldest first, each like `Input::samples`. A window opens at the first
+/// point of the last unbroken run of points where the condition holds, and counts from
+/// `last_event` if the policy scaled since. `current` stands for the replica count at
+/// every point (history does not say what it was). Other rules get `None`.
+pub fn rebuild_windows(
+    policy: &Policy,
+    history: &[(DateTime<Utc>, Vec<Option<f64>>)],
+    current: u32,
+    last_event: Option<DateTime<Utc>>,
+) -> Vec<Option<DateTime<Utc>>> {
+    let mut windows = vec![None; policy.rules.len()];
+    for (at, samples) in history {
+        let mut lets: Vec<Option<Val>> = Vec::with_capacity(policy.lets.len());
+        for l in &policy.lets {
+            let value = eval::eval(
+                &l.expr,
+                &Scope {
+                    metrics: samples,
+                    lets: &lets,
+                    current,
+                },
+            );
+            lets.push(value);
+        }
+        let scope = Scope {
+            metrics: samples,
+            lets: &lets,
+            current,
+        };
+        for (rule, window) in policy.rules.iter().zip(windows.iter_mut()) {
+            if let RuleKind::When { cond, .. } = &rule.kind {
+                match eval::boolean(cond, &scope) {
+                    Some(true) => {
+                        window.get_or_insert(*at);
+                    }
+                    _ => *window = None,
+                }
+            }
+        }
+    }
+    if let Some(event) = last_event {
+        for w in windows.iter_mut().flatten() {
+            *w = (*w).max(event);
+        }
+    }
+    windows
+}
+
 /// Evaluate one tick. `state` is updated in place to the state after the tick;
 /// `schedules` is a cache derived from `policy` alone.
 pub fn tick(

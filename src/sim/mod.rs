@@ -4,6 +4,7 @@
 
 pub mod plot;
 pub mod scaletest;
+pub mod summary;
 pub mod trace;
 
 use std::fmt;

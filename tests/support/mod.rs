@@ -213,3 +213,223 @@ impl Server {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
+
+/// A blocking HTTP/1.1 request to 127.0.0.1: (status, body). Status 0 when the
+/// connection fails.
+pub fn http(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies (axum's JSON is not chunked, but be safe): keep as is.
+    (status, body)
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Wait until `check` is true, polling every 50 ms, at most `secs` seconds.
+pub fn wait_until(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
+
+/// A real Prometheus server (Debian's `prometheus` package) on a free 127.0.0.1
+/// port with its own data directory. Killed when dropped.
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Prometheus {
+    /// Start one; `scrape` is an exporter port scraped every second.
+    pub fn start(dir: &Path, scrape: Option<u16>) -> Prometheus {
+        let mut p = Prometheus {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        if let Some(port) = scrape {
+            config.push_str(&format!(
+                "  - job_name: test\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            ));
+        } else {
+            config.push_str("  []\n");
+            config = config.replace("scrape_configs:\n  []\n", "scrape_configs: []\n");
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+        p.resume();
+        p
+    }
+
+    /// Start (again) on the same port and data.
+    pub fn resume(&mut self) {
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                self.dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.join("prometheus.log"))
+                    .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from),
+            )
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start prometheus (apt-get install prometheus): {e}")
+            });
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(60, || http("GET", port, "/-/ready", &[], "").0 == 200),
+            "prometheus did not become ready; see {}",
+            self.dir.join("prometheus.log").display()
+        );
+    }
+
+    /// Stop it with SIGTERM, as an operator would, and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `policyctl serve` as a child process, logging to a file. Killed when dropped.
+pub struct Serve {
+    pub port: u16,
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// Start it on `config` (its `listen` must be `127.0.0.1:{port}`), wait for ready.
+    pub fn start(config: &Path, port: u16) -> Serve {
+        let log = config.with_extension(format!(
+            "log.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_policyctl"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(&log)
+                    .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start policyctl serve: {e}"));
+        let mut s = Serve { port, child, log };
+        let ready = wait_until(60, || http("GET", port, "/readyz", &[], "").0 == 200);
+        assert!(ready, "serve did not become ready:\n{}", s.logs());
+        let _ = s.child.try_wait();
+        s
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http("GET", self.port, path, &[], "")
+    }
+
+    /// A policy's view from `/v1/policies/NAME`.
+    pub fn policy(&self, name: &str) -> serde_json::Value {
+        let (_, body) = self.get(&format!("/v1/policies/{name}"));
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// SIGTERM, then wait: the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,447 @@
+//! The service configuration (RON): metric sources, actuators, watched policy
+//! directories, the HTTP listener, the state file, the override token and `dry_run`.
+//! Reading it gives diagnostics that point into the RON text, so `policyctl check
+//! --config` reports a bad configuration the way it reports a bad policy.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::actuate::ActuatorConfig;
+use crate::diagnostic::{Code, Diagnostic, Span};
+
+/// The default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
+
+/// The built-in configuration of `policyctl serve` without `--config`: this machine's
+/// own CPU, memory and load, the policies of `examples/local/`, and the `record`
+/// plugin writing every decision to `examples/out/local-decisions.jsonl`. Paths are
+/// relative to the working directory (the repository's root).
+pub const BUILT_IN: &str = include_str!("../../examples/local.ron");
+/// Where the built-in configuration's paths are relative to.
+pub const BUILT_IN_BASE: &str = "examples";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where metrics come from; policies name them in `metric NAME = SOURCE "QUERY"`.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Where decisions go; policies name them in `target ACTUATOR "ID"`.
+    #[serde(default)]
+    pub actuators: Vec<ActuatorConfig>,
+    /// Directories (searched recursively for `*.scale`) or single files, watched.
+    #[serde(default)]
+    pub policies: Vec<PathBuf>,
+    /// The HTTP listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where state is kept across restarts; default `policyctl-state.json` beside the
+    /// configuration.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// The bearer token for the override API; without one (and without a file), the
+    /// override API refuses every request.
+    #[serde(default)]
+    pub override_token: Option<String>,
+    /// The same, read from a file (trailing whitespace removed).
+    #[serde(default)]
+    pub override_token_file: Option<PathBuf>,
+    /// Evaluate and export every decision, but never call an actuator's `apply`.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Where compiled plugins are cached.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Queries in flight at once, per source.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_queries: usize,
+    /// How long in-flight actuator calls may take to finish at shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+fn default_grace() -> u64 {
+    10_000
+}
+
+impl ServiceConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum SourceKind {
+    /// A Prometheus server's HTTP API; queries are PromQL.
+    Prometheus {
+        url: String,
+        #[serde(default = "default_query_timeout")]
+        timeout_ms: u64,
+        #[serde(default)]
+        bearer_token: Option<String>,
+        #[serde(default)]
+        bearer_token_file: Option<PathBuf>,
+        #[serde(default)]
+        basic_auth: Option<BasicAuth>,
+        /// Extra headers on every request (e.g. a tenant id for Mimir or Thanos).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// This machine: queries are the names in [`crate::serve::sources::HOST_METRICS`].
+    Host,
+    /// A CSV trace (as `simulate --trace` reads) replayed in real time from the
+    /// moment the service starts; queries are column names.
+    File {
+        path: PathBuf,
+        /// Start over after the last row (otherwise its samples go stale).
+        #[serde(default, rename = "loop")]
+        repeat: bool,
+    },
+}
+
+fn default_query_timeout() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl SourceKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SourceKind::Prometheus { .. } => "prometheus",
+            SourceKind::Host => "host",
+            SourceKind::File { .. } => "file",
+        }
+    }
+}
+
+/// A configuration as read, with the paths it names resolved against its directory.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: ServiceConfig,
+    pub text: String,
+    /// The directory relative paths are resolved against.
+    pub base: PathBuf,
+}
+
+impl Loaded {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.resolve(
+            self.config
+                .state_file
+                .as_deref()
+                .unwrap_or(Path::new("policyctl-state.json")),
+        )
+    }
+
+    pub fn policy_paths(&self) -> Vec<PathBuf> {
+        self.config
+            .policies
+            .iter()
+            .map(|p| self.resolve(p))
+            .collect()
+    }
+
+    /// The override token, if one is configured.
+    pub fn override_token(&self) -> Result<Option<String>, String> {
+        if let Some(token) = &self.config.override_token {
+            return Ok(Some(token.clone()));
+        }
+        match &self.config.override_token_file {
+            None => Ok(None),
+            Some(path) => {
+                let path = self.resolve(path);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                let token = text.trim_end().to_string();
+                Ok((!token.is_empty()).then_some(token))
+            }
+        }
+    }
+}
+
+/// Byte offset of a 1-based line and (character) column.
+fn offset(text: &str, line: usize, col: usize) -> usize {
+    let mut start = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return start
+                + l.char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(l.len(), |(b, _)| b);
+        }
+        start += l.len();
+    }
+    text.len()
+}
+
+/// The span of the first quoted occurrence of `value` in `text`, for errors about a
+/// value that serde accepted; the start of the file when it cannot be found.
+pub fn span_of(text: &str, value: &str) -> Span {
+    let quoted = format!("\"{value}\"");
+    text.find(&quoted)
+        .map_or(Span::new(0, 0), |at| Span::new(at, at + quoted.len()))
+}
+
+/// Parse the text; the error is a diagnostic pointing at the offending RON.
+pub fn parse(text: &str, file: usize) -> Result<ServiceConfig, Diagnostic> {
+    // `Some(...)` around optional values is not required: `state_file: "x"` reads.
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .from_str::<ServiceConfig>(text)
+        .map_err(|e| {
+            let start = offset(text, e.span.start.line, e.span.start.col);
+            let end = offset(text, e.span.end.line, e.span.end.col).max(start);
+            let end = if end == start {
+                (start + 1).min(text.len())
+            } else {
+                end
+            };
+            Diagnostic::new(
+                Code::ConfigInvalid,
+                file,
+                Span::new(start, end),
+                format!("invalid service configuration: {}", e.code),
+            )
+            .label("here")
+            .help("see docs/serve.md for every field of the service configuration")
+        })
+}
+
+/// Checks that need no plugin and no network: unique names, addresses and URLs that
+/// parse, files and directories that exist.
+pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
+    let config = &loaded.config;
+    let text = &loaded.text;
+    let mut out = Vec::new();
+    let invalid = |value: &str, message: String, help: &str| {
+        Diagnostic::new(Code::ConfigInvalid, file, span_of(text, value), message)
+            .label("here")
+            .help(help.to_string())
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &config.sources {
+        if !seen.insert(&s.name) {
+            out.push(invalid(
+                &s.name,
+                format!("two sources are named `{}`", s.name),
+                "give every source its own name",
+            ));
+        }
+        match &s.kind {
+            SourceKind::Prometheus {
+                url,
+                bearer_token,
+                bearer_token_file,
+                basic_auth,
+                ..
+            } => {
+                if reqwest_url_ok(url).is_err() {
+                    out.push(invalid(
+                        url,
+                        format!("source `{}`: `{url}` is not an http(s) URL", s.name),
+                        "write the server's base URL, e.g. \"http://127.0.0.1:9090\"",
+                    ));
+                }
+                if bearer_token.is_some() && (bearer_token_file.is_some() || basic_auth.is_some())
+                    || bearer_token_file.is_some() && basic_auth.is_some()
+                {
+                    out.push(invalid(
+                        &s.name,
+                        format!(
+                            "source `{}` has more than one kind of authentication",
+                            s.name
+                        ),
+                        "keep one of bearer_token, bearer_token_file and basic_auth",
+                    ));
+                }
+                for p in bearer_token_file
+                    .iter()
+                    .chain(basic_auth.iter().filter_map(|b| b.password_file.as_ref()))
+                {
+                    let path = loaded.resolve(p);
+                    if !path.is_file() {
+                        out.push(invalid(
+                            &p.display().to_string(),
+                            format!("source `{}`: no file `{}`", s.name, path.display()),
+                            "paths are relative to the configuration file",
+                        ));
+                    }
+                }
+            }
+            SourceKind::Host => {}
+            SourceKind::File { path, .. } => {
+                let resolved = loaded.resolve(path);
+                match std::fs::read_to_string(&resolved) {
+                    Err(e) => out.push(invalid(
+                        &path.display().to_string(),
+                        format!(
+                            "source `{}`: cannot read `{}`: {e}",
+                            s.name,
+                            resolved.display()
+                        ),
+                        "paths are relative to the configuration file",
+                    )),
+                    Ok(trace) => {
+                        if let Err(e) = crate::sim::trace::parse(&trace) {
+                            out.push(invalid(
+                                &path.display().to_string(),
+                                format!("source `{}`: `{}`: {e}", s.name, resolved.display()),
+                                "a trace is CSV: a header `time,NAME,...`, then RFC 3339 rows",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &config.actuators {
+        if !seen.insert(&a.name) {
+            out.push(invalid(
+                &a.name,
+                format!("two actuators are named `{}`", a.name),
+                "give every actuator its own name",
+            ));
+        }
+    }
+    if config.listen.parse::<SocketAddr>().is_err() {
+        out.push(invalid(
+            &config.listen,
+            format!("`{}` is not an address and port", config.listen),
+            "e.g. \"127.0.0.1:9187\"",
+        ));
+    }
+    if config.policies.is_empty() {
+        out.push(
+            Diagnostic::new(
+                Code::ConfigInvalid,
+                file,
+                Span::new(0, 0),
+                "the configuration names no policy directory",
+            )
+            .help("add `policies: [\"policies\"]`"),
+        );
+    }
+    for p in &config.policies {
+        let path = loaded.resolve(p);
+        if !path.exists() {
+            out.push(invalid(
+                &p.display().to_string(),
+                format!("no policy directory or file `{}`", path.display()),
+                "paths are relative to the configuration file",
+            ));
+        }
+    }
+    if config.override_token.is_some() && config.override_token_file.is_some() {
+        out.push(invalid(
+            "override_token",
+            "both override_token and override_token_file are set".to_string(),
+            "keep one",
+        ));
+    }
+    if let Some(p) = &config.override_token_file
+        && !loaded.resolve(p).is_file()
+    {
+        out.push(invalid(
+            &p.display().to_string(),
+            format!("no file `{}`", loaded.resolve(p).display()),
+            "paths are relative to the configuration file",
+        ));
+    }
+    if config.max_concurrent_queries == 0 {
+        out.push(invalid(
+            "max_concurrent_queries",
+            "max_concurrent_queries must be at least 1".to_string(),
+            "the default is 16",
+        ));
+    }
+    out
+}
+
+fn reqwest_url_ok(url: &str) -> Result<(), ()> {
+    let uri: http::Uri = url.parse().map_err(|_| ())?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Read a configuration file.
+pub fn read(path: &Path) -> Result<(String, PathBuf), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok((text, base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_configuration_parses() {
+        let config = parse(BUILT_IN, 0).map_err(|d| d.message);
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn an_unknown_field_points_at_itself() {
+        let text = "(\n  sources: [],\n  listn: \"x\",\n)";
+        let Err(d) = parse(text, 0) else {
+            unreachable!("an unknown field parsed")
+        };
+        assert_eq!(d.code, Code::ConfigInvalid);
+        assert!(d.message.contains("listn"), "{}", d.message);
+        assert_eq!(&text[d.span().start..d.span().start + 5], "listn");
+    }
+}

@@ -1,0 +1,1013 @@
+//! `policyctl serve`: the long-running evaluator. It joins the engine (pure), the
+//! metric sources, the actuator runtime, the state file and an HTTP API.
+//!
+//! One task per policy tick: a scheduler wakes every policy at its `every` (aligned to
+//! multiples of it), a tick fetches its samples through a shared, deduplicating,
+//! bounded fetcher, reads the current count, runs `engine::tick`, persists the state
+//! *before* calling the actuator (so a crash can never forget a scale event and break a
+//! cooldown), and applies. A tick that is still running when its policy is next due is
+//! skipped, never doubled.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod persist;
+pub mod policies;
+pub mod sources;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared as SharedFuture};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::actuate::{self, Actuator, Failure, Request};
+use crate::engine::{self, Decision, Explanation, Input, ScaleEvent, Schedules, State};
+use crate::model::{Policy, RuleKind};
+use config::Loaded;
+use metrics::{ByCall, ByCallResult, ByDirection, ByMetric, ByPolicy, ByResult, BySource, Metrics};
+use persist::{Override, PolicyState, Snapshot};
+use sources::{Sample, Source};
+
+/// Windows persisted by a previous run are kept when it stopped at most this long
+/// ago and the source has no history to rebuild them from (Prometheus' default
+/// `rules.alert.for-grace-period`).
+pub const WINDOW_GRACE: Duration = Duration::from_secs(600);
+/// Non-urgent state (recommendations, window starts) is written at most this often;
+/// a decision is written before it is applied.
+const STATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the scheduler looks for due policies, when nothing wakes it sooner.
+const SCHEDULER_PERIOD: Duration = Duration::from_millis(20);
+/// Identical queries started within this interval share one request.
+const DEDUP_WINDOW: Duration = Duration::from_millis(500);
+
+/// What the last tick of a policy saw and did, for `/v1/policies`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastTick {
+    pub at: DateTime<Utc>,
+    pub current: u32,
+    /// Where `current` came from: `actuator`, `current from METRIC`, `state`, `min`.
+    pub current_from: String,
+    pub samples: BTreeMap<String, Option<f64>>,
+    /// Why each missing metric is missing.
+    pub missing: BTreeMap<String, String>,
+    pub decision: Option<Decision>,
+    /// The result of the actuator call, when there was one.
+    pub applied: Option<String>,
+    pub reason: String,
+    pub explanation: Option<Explanation>,
+    /// The explanation in words, one line per step.
+    pub explanation_text: Vec<String>,
+    /// Set when the tick could not decide.
+    pub error: Option<String>,
+}
+
+/// The working memory of one policy, held only by its tick.
+struct Run {
+    policy: Arc<Policy>,
+    schedules: Schedules,
+    state: State,
+    replicas: Option<u32>,
+    manual: Option<Override>,
+    last: Option<LastTick>,
+    observe_unsupported: bool,
+    /// Rebuild `for` windows from history before the next tick.
+    needs_history: bool,
+    /// When the state came from the file, and when that run last ticked.
+    restored_tick: Option<DateTime<Utc>>,
+}
+
+pub struct Slot {
+    pub name: String,
+    pub file: Mutex<PathBuf>,
+    run: tokio::sync::Mutex<Run>,
+    /// What the state writer reads; updated by the tick.
+    persisted: Mutex<PolicyState>,
+    /// A copy of the policy for readers that must not wait for a tick.
+    policy: RwLock<Arc<Policy>>,
+    last: Mutex<Option<LastTick>>,
+    busy: AtomicBool,
+    /// Unix milliseconds of the next tick.
+    next_due: AtomicI64,
+    removed: AtomicBool,
+}
+
+impl Slot {
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn last(&self) -> Option<LastTick> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    pub fn manual(&self) -> Option<Override> {
+        self.persisted.lock().ok().and_then(|p| p.manual)
+    }
+}
+
+type Fetch = SharedFuture<BoxFuture<'static, Sample>>;
+
+/// One metric source with its concurrency bound and in-flight queries.
+pub struct SourceEntry {
+    pub name: String,
+    pub source: Arc<Source>,
+    permits: Arc<Semaphore>,
+    inflight: Mutex<HashMap<String, (Instant, Fetch)>>,
+}
+
+/// The status of one watched policy file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStatus {
+    pub path: PathBuf,
+    pub policies: Vec<String>,
+    /// Why the file's current text is not loaded (its last good version runs).
+    pub error: Option<String>,
+}
+
+pub struct Service {
+    pub loaded: Loaded,
+    pub sources: BTreeMap<String, Arc<SourceEntry>>,
+    pub runtime: actuate::Runtime,
+    pub actuators: RwLock<BTreeMap<String, Arc<Actuator>>>,
+    pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    pub files: Mutex<BTreeMap<PathBuf, FileStatus>>,
+    pub metrics: Metrics,
+    pub token: Option<String>,
+    pub ready: AtomicBool,
+    pub stopping: AtomicBool,
+    /// Unix milliseconds of the scheduler's last pass (for `/healthz`).
+    pub heartbeat: AtomicI64,
+    /// States read at start-up, waiting for their policies to load.
+    restored: Mutex<BTreeMap<String, PolicyState>>,
+    restored_at: Option<DateTime<Utc>>,
+    wake: Notify,
+    state_file: PathBuf,
+    dirty: AtomicU64,
+    urgent: AtomicU64,
+    written: tokio::sync::watch::Sender<u64>,
+    state_wake: Notify,
+    reloads: tokio::sync::Mutex<()>,
+    in_flight: AtomicU64,
+    drained: Notify,
+}
+
+/// A start-up failure: exit 2.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The next instant after `after` that is a multiple of `every` since the epoch.
+fn next_aligned(after: DateTime<Utc>, every: Duration) -> i64 {
+    let every = (every.as_millis() as i64).max(1000);
+    (after.timestamp_millis().div_euclid(every) + 1) * every
+}
+
+impl Service {
+    /// Everything that can fail before serving: sources, plugins, the state file.
+    pub fn new(loaded: Loaded) -> Result<Arc<Service>, StartError> {
+        let mut sources = BTreeMap::new();
+        for s in &loaded.config.sources {
+            let source = Source::new(s, &loaded).map_err(StartError)?;
+            sources.insert(
+                s.name.clone(),
+                Arc::new(SourceEntry {
+                    name: s.name.clone(),
+                    source: Arc::new(source),
+                    permits: Arc::new(Semaphore::new(loaded.config.max_concurrent_queries.max(1))),
+                    inflight: Mutex::new(HashMap::new()),
+                }),
+            );
+        }
+        let cache = loaded.config.cache_dir.as_ref().map(|p| loaded.resolve(p));
+        let runtime = actuate::Runtime::new(cache)
+            .map_err(|e| StartError(format!("cannot start the plugin runtime: {e}")))?;
+        let mut actuators = BTreeMap::new();
+        for a in &loaded.config.actuators {
+            let actuator = runtime.load(a, &loaded.base).map_err(|e| {
+                StartError(format!(
+                    "actuator `{}`: cannot load its plugin: {e}",
+                    a.name
+                ))
+            })?;
+            actuators.insert(a.name.clone(), Arc::new(actuator));
+        }
+        let token = loaded.override_token().map_err(StartError)?;
+        let state_file = loaded.state_file();
+        let (snapshot, warning) = persist::load(&state_file).map_err(StartError)?;
+        if let Some(w) = warning {
+            tracing::error!("{w}");
+        }
+        let (written, _) = tokio::sync::watch::channel(0);
+        Ok(Arc::new(Service {
+            loaded,
+            sources,
+            runtime,
+            actuators: RwLock::new(actuators),
+            slots: RwLock::new(BTreeMap::new()),
+            files: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::new(),
+            token,
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            heartbeat: AtomicI64::new(now_ms()),
+            restored_at: snapshot.saved_at,
+            restored: Mutex::new(snapshot.policies),
+            wake: Notify::new(),
+            state_file,
+            dirty: AtomicU64::new(0),
+            urgent: AtomicU64::new(0),
+            written,
+            state_wake: Notify::new(),
+            reloads: tokio::sync::Mutex::new(()),
+            in_flight: AtomicU64::new(0),
+            drained: Notify::new(),
+        }))
+    }
+
+    pub fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.slots.read().ok().and_then(|s| s.get(name).cloned())
+    }
+
+    pub fn all_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn actuator(&self, name: &str) -> Option<Arc<Actuator>> {
+        self.actuators
+            .read()
+            .ok()
+            .and_then(|a| a.get(name).cloned())
+    }
+
+    /// Put a newly loaded or changed policy in place (called by the reloader).
+    pub(crate) fn install(&self, policy: Policy, file: &Path) {
+        let name = policy.name.clone();
+        let policy = Arc::new(policy);
+        if let Some(slot) = self.slot(&name) {
+            if let Ok(mut f) = slot.file.lock() {
+                *f = file.to_path_buf();
+            }
+            let old = slot.policy();
+            if *old == *policy {
+                return;
+            }
+            if let Ok(mut p) = slot.policy.write() {
+                *p = policy.clone();
+            }
+            // The tick picks the new version up: it compares its own copy.
+            slot.next_due.store(now_ms(), Ordering::Release);
+            self.wake.notify_one();
+            return;
+        }
+        let restored = self
+            .restored
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(&name))
+            .unwrap_or_default();
+        let run = Run {
+            policy: policy.clone(),
+            schedules: Schedules::new(),
+            state: restored.state.clone(),
+            replicas: restored.replicas,
+            manual: restored.manual,
+            last: None,
+            observe_unsupported: false,
+            needs_history: true,
+            restored_tick: restored.ticked_at.or(self.restored_at),
+        };
+        let slot = Arc::new(Slot {
+            name: name.clone(),
+            file: Mutex::new(file.to_path_buf()),
+            run: tokio::sync::Mutex::new(run),
+            persisted: Mutex::new(restored),
+            policy: RwLock::new(policy),
+            last: Mutex::new(None),
+            busy: AtomicBool::new(false),
+            // A new policy decides at once.
+            next_due: AtomicI64::new(now_ms()),
+            removed: AtomicBool::new(false),
+        });
+        if let Ok(mut slots) = self.slots.write() {
+            slots.insert(name, slot);
+            self.metrics.policies.set(slots.len() as i64);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Stop running a policy (its file, or the policy in it, is gone). Its state is
+    /// kept in the state file's memory in case it comes back (a rename).
+    pub(crate) fn uninstall(&self, name: &str) {
+        let removed = self.slots.write().ok().and_then(|mut s| {
+            let r = s.remove(name);
+            self.metrics.policies.set(s.len() as i64);
+            r
+        });
+        if let Some(slot) = removed {
+            slot.removed.store(true, Ordering::Release);
+            if let (Ok(p), Ok(mut r)) = (slot.persisted.lock(), self.restored.lock()) {
+                r.insert(name.to_string(), p.clone());
+            }
+            self.metrics.forget(name);
+        }
+    }
+
+    /// The scheduler: ticks due policies until `stop` is set.
+    pub async fn schedule(self: &Arc<Self>) {
+        while !self.stopping.load(Ordering::Acquire) {
+            let now = now_ms();
+            self.heartbeat.store(now, Ordering::Release);
+            for slot in self.all_slots() {
+                if slot.next_due.load(Ordering::Acquire) > now {
+                    continue;
+                }
+                if slot.busy.swap(true, Ordering::AcqRel) {
+                    self.metrics
+                        .ticks_skipped
+                        .get_or_create(&ByPolicy {
+                            policy: slot.name.clone(),
+                        })
+                        .inc();
+                    let every = slot.policy().every;
+                    if let Some(at) = DateTime::from_timestamp_millis(now) {
+                        slot.next_due
+                            .store(next_aligned(at, every), Ordering::Release);
+                    }
+                    continue;
+                }
+                let every = slot.policy().every;
+                if let Some(at) = DateTime::from_timestamp_millis(now) {
+                    slot.next_due
+                        .store(next_aligned(at, every), Ordering::Release);
+                }
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                let service = self.clone();
+                tokio::spawn(async move {
+                    service.tick(&slot).await;
+                    slot.busy.store(false, Ordering::Release);
+                    if service.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        service.drained.notify_waiters();
+                    }
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SCHEDULER_PERIOD) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Wait until no tick is running, at most `grace`. True when all finished.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.drained.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.in_flight.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+
+    /// One sample, shared with every identical query started within `DEDUP_WINDOW`.
+    pub async fn fetch(&self, source: &str, query: &str, at: DateTime<Utc>) -> Sample {
+        let Some(entry) = self.sources.get(source) else {
+            return Err(format!("no source `{source}` in the configuration"));
+        };
+        let fetch = {
+            let Ok(mut inflight) = entry.inflight.lock() else {
+                return Err("the fetcher is poisoned".into());
+            };
+            let now = Instant::now();
+            if inflight.len() > 1024 {
+                inflight.retain(|_, (started, _)| now.duration_since(*started) < DEDUP_WINDOW);
+            }
+            match inflight.get(query) {
+                Some((started, f)) if now.duration_since(*started) < DEDUP_WINDOW => f.clone(),
+                _ => {
+                    let source = entry.source.clone();
+                    let permits = entry.permits.clone();
+                    let q = query.to_string();
+                    let timeout = source.timeout();
+                    self.metrics
+                        .fetches
+                        .get_or_create(&BySource {
+                            source: entry.name.clone(),
+                        })
+                        .inc();
+                    let f: BoxFuture<'static, Sample> = async move {
+                        let run = async {
+                            let _permit = permits
+                                .acquire()
+                                .await
+                                .map_err(|_| "the source is closed".to_string())?;
+                            source.instant(&q, at).await
+                        };
+                        tokio::time::timeout(timeout + Duration::from_millis(500), run)
+                            .await
+                            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+                    }
+                    .boxed();
+                    let f = f.shared();
+                    inflight.insert(query.to_string(), (now, f.clone()));
+                    f
+                }
+            }
+        };
+        let sample = fetch.await;
+        if sample.is_err() {
+            self.metrics
+                .fetch_errors
+                .get_or_create(&BySource {
+                    source: entry.name.clone(),
+                })
+                .inc();
+        }
+        sample
+    }
+
+    /// Rebuild the `for` windows of a policy from its sources' history.
+    async fn rebuild_windows(&self, run: &mut Run, current: u32, now: DateTime<Utc>) {
+        let policy = run.policy.clone();
+        let longest = policy
+            .rules
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RuleKind::When { sustain, .. } => *sustain,
+                _ => None,
+            })
+            .max();
+        let persisted_ok = run
+            .restored_tick
+            .is_some_and(|t| now - t <= TimeDelta::from_std(WINDOW_GRACE).unwrap_or_default());
+        let Some(longest) = longest else {
+            return;
+        };
+        let every = policy.every;
+        let has_history = policy.metrics.iter().all(|m| {
+            self.sources
+                .get(&m.source)
+                .is_some_and(|s| matches!(*s.source, Source::Prometheus(_)))
+        });
+        if !has_history {
+            if !persisted_ok {
+                run.state.windows.iter_mut().for_each(|w| *w = None);
+            }
+            return;
+        }
+        let span = TimeDelta::from_std(longest + every * 2).unwrap_or(TimeDelta::minutes(10));
+        let start = now - span;
+        let mut columns = Vec::new();
+        for m in &policy.metrics {
+            let Some(entry) = self.sources.get(&m.source) else {
+                return;
+            };
+            match entry.source.range(&m.query, start, now, every).await {
+                Some(Ok(series)) => columns.push(series),
+                Some(Err(e)) => {
+                    tracing::warn!(policy = %policy.name, metric = %m.name, "cannot rebuild windows from history: {e}");
+                    if !persisted_ok {
+                        run.state.windows.iter_mut().for_each(|w| *w = None);
+                    }
+                    return;
+                }
+                None => return,
+            }
+        }
+        let points = columns.iter().map(Vec::len).min().unwrap_or(0);
+        let history: Vec<(DateTime<Utc>, Vec<Option<f64>>)> = (0..points)
+            .map(|i| (columns[0][i].0, columns.iter().map(|c| c[i].1).collect()))
+            .collect();
+        run.state.windows =
+            engine::rebuild_windows(&policy, &history, current, run.state.last_event);
+        tracing::debug!(policy = %policy.name, points, "windows rebuilt from history");
+    }
+
+    /// One evaluation of one policy.
+    pub async fn tick(&self, slot: &Slot) {
+        let mut run = slot.run.lock().await;
+        if slot.removed.load(Ordering::Acquire) {
+            return;
+        }
+        let latest = slot.policy();
+        if !Arc::ptr_eq(&latest, &run.policy) {
+            if latest.rules != run.policy.rules {
+                run.state.windows.clear();
+            }
+            run.policy = latest;
+            run.schedules = Schedules::new();
+        }
+        let policy = run.policy.clone();
+        let now = Utc::now();
+        let by_policy = ByPolicy {
+            policy: policy.name.clone(),
+        };
+        self.metrics.ticks.get_or_create(&by_policy).inc();
+
+        // Samples, concurrently (identical queries shared across policies).
+        let fetches = policy
+            .metrics
+            .iter()
+            .map(|m| self.fetch(&m.source, &m.query, now));
+        let results: Vec<Sample> = futures::future::join_all(fetches).await;
+        let mut missing = BTreeMap::new();
+        let samples: Vec<Option<f64>> = results
+            .iter()
+            .zip(&policy.metrics)
+            .map(|(r, m)| match r {
+                Ok(v) => Some(*v),
+                Err(reason) => {
+                    missing.insert(m.name.clone(), reason.clone());
+                    self.metrics
+                        .missing_samples
+                        .get_or_create(&ByMetric {
+                            policy: policy.name.clone(),
+                            metric: m.name.clone(),
+                        })
+                        .inc();
+                    None
+                }
+            })
+            .collect();
+
+        // The current replica count.
+        let actuator = self.actuator(&policy.target.actuator);
+        let (current, current_from) = match self
+            .current(&mut run, &policy, &samples, actuator.as_deref())
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                self.metrics.tick_errors.get_or_create(&by_policy).inc();
+                tracing::warn!(policy = %policy.name, "cannot decide: {error}");
+                let last = LastTick {
+                    at: now,
+                    current: run.replicas.unwrap_or(policy.min),
+                    current_from: "unknown".into(),
+                    samples: named(&policy, &samples),
+                    missing,
+                    decision: None,
+                    applied: None,
+                    reason: "no decision: the current replica count is unknown".into(),
+                    explanation: None,
+                    explanation_text: Vec::new(),
+                    error: Some(error),
+                };
+                self.publish(slot, &mut run, last, false);
+                return;
+            }
+        };
+        if run.needs_history {
+            run.needs_history = false;
+            self.rebuild_windows(&mut run, current, now).await;
+        }
+
+        // The engine (or a manual override).
+        let started = Instant::now();
+        let run = &mut *run;
+        let before = run.state.clone();
+        let manual = run.manual.filter(|o| o.active(now));
+        if manual.is_none() && run.manual.is_some() {
+            tracing::info!(policy = %policy.name, "manual override expired");
+            run.manual = None;
+        }
+        let result = if let Some(o) = manual {
+            let mut scratch = run.state.clone();
+            let t = engine::tick(
+                &policy,
+                &mut run.schedules,
+                &mut scratch,
+                &Input {
+                    now,
+                    current,
+                    samples: &samples,
+                },
+            );
+            let until = o
+                .until
+                .map_or_else(|| "deleted".to_string(), |u| u.to_rfc3339());
+            let decision = (o.replicas != current).then(|| {
+                run.state.events.push_back(ScaleEvent {
+                    at: now,
+                    from: current,
+                    to: o.replicas,
+                });
+                run.state.last_event = Some(now);
+                Decision {
+                    policy: policy.name.clone(),
+                    target: policy.target.id.clone(),
+                    from: current,
+                    to: o.replicas,
+                    at: now,
+                    reason: format!("manual override to {} until {until}", o.replicas),
+                    dry_run: policy.dry_run,
+                }
+            });
+            engine::Tick {
+                decision,
+                explanation: t.explanation,
+            }
+        } else {
+            engine::tick(
+                &policy,
+                &mut run.schedules,
+                &mut run.state,
+                &Input {
+                    now,
+                    current,
+                    samples: &samples,
+                },
+            )
+        };
+        self.metrics
+            .engine_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let reason = match &result.decision {
+            Some(d) => d.reason.clone(),
+            None if manual.is_some() => "manual override holds the count".into(),
+            None => engine::explain::reason(&policy, &result.explanation),
+        };
+        let explanation_text = engine::explain::describe(&policy, &result.explanation)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        self.metrics
+            .replicas_current
+            .get_or_create(&by_policy)
+            .set(i64::from(current));
+        self.metrics
+            .override_active
+            .get_or_create(&by_policy)
+            .set(i64::from(manual.is_some()));
+        let desired = result.decision.as_ref().map_or(current, |d| d.to);
+        self.metrics
+            .replicas_desired
+            .get_or_create(&by_policy)
+            .set(i64::from(desired));
+        run.replicas = Some(current);
+
+        let mut applied = None;
+        if let Some(decision) = &result.decision {
+            let dry_run = decision.dry_run || self.loaded.config.dry_run;
+            let direction = if decision.to > decision.from {
+                "up"
+            } else {
+                "down"
+            };
+            self.metrics
+                .decisions
+                .get_or_create(&ByDirection {
+                    policy: policy.name.clone(),
+                    direction: direction.into(),
+                    dry_run: dry_run.to_string(),
+                })
+                .inc();
+            tracing::info!(
+                policy = %policy.name,
+                target = %decision.target,
+                from = decision.from,
+                to = decision.to,
+                dry_run,
+                "decision: {}",
+                decision.reason
+            );
+            if dry_run {
+                applied = Some("dry run: not sent".into());
+            } else if let Some(actuator) = &actuator {
+                // The scale event reaches the disk before the actuator is called.
+                self.save_policy(slot, run);
+                self.flush().await;
+                let request = Request {
+                    id: format!("{}@{}", policy.name, now.timestamp_millis()),
+                    policy: policy.name.clone(),
+                    target: decision.target.clone(),
+                    from: decision.from,
+                    to: decision.to,
+                    reason: decision.reason.clone(),
+                    dry_run: false,
+                };
+                let started = Instant::now();
+                let (outcome, _log) = actuator.apply(&request).await;
+                self.record_call(&actuator.name, "apply", started, outcome.as_ref().err());
+                match outcome {
+                    Ok(o) => {
+                        run.replicas = Some(o.replicas);
+                        // A plugin that could not observe before its first apply (`record`)
+                        // may be able to now.
+                        run.observe_unsupported = false;
+                        applied = Some(format!(
+                            "applied: {} ({} attempt(s))",
+                            o.message, o.attempts
+                        ));
+                    }
+                    Err(failure) => {
+                        tracing::error!(policy = %policy.name, actuator = %actuator.name, kind = failure.kind(), "apply failed: {failure}");
+                        applied = Some(format!("failed ({}): {failure}", failure.kind()));
+                        // It did not happen: no scale event, windows as they were.
+                        run.state.events = before.events;
+                        run.state.last_event = before.last_event;
+                        run.state.windows = before.windows;
+                    }
+                }
+            } else {
+                applied = Some(format!("no actuator `{}`", policy.target.actuator));
+                run.state.events = before.events;
+                run.state.last_event = before.last_event;
+                run.state.windows = before.windows;
+            }
+        }
+        let last = LastTick {
+            at: now,
+            current,
+            current_from,
+            samples: named(&policy, &samples),
+            missing,
+            decision: result.decision.clone(),
+            applied,
+            reason,
+            explanation: Some(result.explanation),
+            explanation_text,
+            error: None,
+        };
+        let urgent = result.decision.is_some();
+        self.publish(slot, run, last, urgent);
+    }
+
+    fn record_call(&self, actuator: &str, call: &str, started: Instant, failure: Option<&Failure>) {
+        self.metrics
+            .actuator_calls
+            .get_or_create(&ByCallResult {
+                actuator: actuator.to_string(),
+                call: call.to_string(),
+                result: failure.map_or("ok", Failure::kind).to_string(),
+            })
+            .inc();
+        self.metrics
+            .actuator_seconds
+            .get_or_create(&ByCall {
+                actuator: actuator.to_string(),
+                call: call.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The replica count now, and where it came from.
+    async fn current(
+        &self,
+        run: &mut Run,
+        policy: &Policy,
+        samples: &[Option<f64>],
+        actuator: Option<&Actuator>,
+    ) -> Result<(u32, String), String> {
+        if let Some(i) = policy.current_from {
+            let name = &policy.metrics[i].name;
+            return match samples.get(i).copied().flatten() {
+                Some(v) if v >= 0.0 && v < f64::from(u32::MAX) => {
+                    Ok((v.round() as u32, format!("current from {name}")))
+                }
+                Some(v) => Err(format!(
+                    "`current from {name}` gave {v}, not a replica count"
+                )),
+                None => Err(format!("`current from {name}`: the metric is missing")),
+            };
+        }
+        if let Some(actuator) = actuator
+            && !run.observe_unsupported
+        {
+            let started = Instant::now();
+            let (observed, _log) = actuator.observe(&policy.target.id).await;
+            self.record_call(&actuator.name, "observe", started, observed.as_ref().err());
+            match observed {
+                Ok(o) => return Ok((o.replicas, "actuator".into())),
+                Err(Failure::Unsupported(_)) => run.observe_unsupported = true,
+                Err(f) => {
+                    return Err(format!(
+                        "actuator `{}` cannot observe `{}` ({}): {f}",
+                        actuator.name,
+                        policy.target.id,
+                        f.kind()
+                    ));
+                }
+            }
+        }
+        match run.replicas {
+            Some(r) => Ok((r, "state".into())),
+            None => Ok((policy.min, "min".into())),
+        }
+    }
+
+    /// Make the tick's result visible and mark the state for writing.
+    fn publish(&self, slot: &Slot, run: &mut Run, last: LastTick, urgent: bool) {
+        run.last = Some(last.clone());
+        if let Ok(mut l) = slot.last.lock() {
+            *l = Some(last);
+        }
+        self.save_policy(slot, run);
+        if urgent {
+            self.urgent.fetch_add(1, Ordering::AcqRel);
+        }
+        self.dirty.fetch_add(1, Ordering::AcqRel);
+        self.state_wake.notify_one();
+    }
+
+    fn save_policy(&self, slot: &Slot, run: &Run) {
+        if let Ok(mut p) = slot.persisted.lock() {
+            p.state = run.state.clone();
+            p.replicas = run.replicas;
+            p.manual = run.manual;
+            p.ticked_at = run.last.as_ref().map(|l| l.at);
+        }
+    }
+
+    /// Set or clear a manual override.
+    pub async fn set_override(&self, name: &str, manual: Option<Override>) -> bool {
+        let Some(slot) = self.slot(name) else {
+            return false;
+        };
+        if let Ok(mut p) = slot.persisted.lock() {
+            p.manual = manual;
+        }
+        {
+            let mut run = slot.run.lock().await;
+            run.manual = manual;
+        }
+        self.flush().await;
+        slot.next_due.store(now_ms(), Ordering::Release);
+        self.wake.notify_one();
+        true
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut policies = self.restored.lock().map(|r| r.clone()).unwrap_or_default();
+        for slot in self.all_slots() {
+            if let Ok(p) = slot.persisted.lock() {
+                policies.insert(slot.name.clone(), p.clone());
+            }
+        }
+        Snapshot {
+            version: persist::VERSION,
+            saved_at: Some(Utc::now()),
+            policies,
+        }
+    }
+
+    /// Write the state now (if anything changed) and wait until it is on disk.
+    pub async fn flush(&self) {
+        let wanted = self.dirty.fetch_add(1, Ordering::AcqRel) + 1;
+        self.urgent.fetch_add(1, Ordering::AcqRel);
+        self.state_wake.notify_one();
+        let mut rx = self.written.subscribe();
+        let _ = rx.wait_for(|w| *w >= wanted).await;
+    }
+
+    /// The state writer: urgent writes at once, others at most every second.
+    pub async fn write_state(self: &Arc<Self>) {
+        let mut last_write = Instant::now() - STATE_INTERVAL;
+        let mut urgent_seen = self.urgent.load(Ordering::Acquire);
+        loop {
+            let _ = tokio::time::timeout(STATE_INTERVAL, self.state_wake.notified()).await;
+            let dirty = self.dirty.load(Ordering::Acquire);
+            if dirty == *self.written.borrow() {
+                continue;
+            }
+            let urgent = self.urgent.load(Ordering::Acquire);
+            if urgent == urgent_seen && last_write.elapsed() < STATE_INTERVAL {
+                continue;
+            }
+            urgent_seen = urgent;
+            self.write_now(dirty).await;
+            last_write = Instant::now();
+        }
+    }
+
+    async fn write_now(&self, generation: u64) {
+        let snapshot = self.snapshot();
+        let path = self.state_file.clone();
+        let result = tokio::task::spawn_blocking(move || persist::save(&path, &snapshot)).await;
+        let ok = matches!(result, Ok(Ok(())));
+        if !ok {
+            tracing::error!(file = %self.state_file.display(), "cannot write the state file: {result:?}");
+        }
+        self.metrics
+            .state_writes
+            .get_or_create(&ByResult {
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+        // Waiters are released even when the write failed: a full disk must not stop
+        // scaling; the failure is logged and exported.
+        self.written.send_modify(|w| *w = (*w).max(generation));
+    }
+
+    /// The final write at shutdown.
+    pub async fn persist_final(&self) {
+        let generation = self.dirty.fetch_add(1, Ordering::AcqRel) + 1;
+        self.write_now(generation).await;
+    }
+
+    pub fn file_statuses(&self) -> Vec<FileStatus> {
+        self.files
+            .lock()
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn named(policy: &Policy, samples: &[Option<f64>]) -> BTreeMap<String, Option<f64>> {
+    policy
+        .metrics
+        .iter()
+        .zip(samples)
+        .map(|(m, s)| (m.name.clone(), *s))
+        .collect()
+}
+
+/// Run the service until SIGTERM or SIGINT: load policies, serve HTTP, watch files,
+/// tick. Returns the process exit code.
+pub async fn run(loaded: Loaded) -> Result<(), StartError> {
+    let service = Service::new(loaded)?;
+    let listener = tokio::net::TcpListener::bind(&service.loaded.config.listen)
+        .await
+        .map_err(|e| {
+            StartError(format!(
+                "cannot listen on {}: {e}",
+                service.loaded.config.listen
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    policies::reload(&service).await;
+    let _watcher = policies::watch(&service).map_err(StartError)?;
+    let http = tokio::spawn(http::serve(service.clone(), listener));
+    let writer = tokio::spawn({
+        let s = service.clone();
+        async move { s.write_state().await }
+    });
+    let scheduler = tokio::spawn({
+        let s = service.clone();
+        async move { s.schedule().await }
+    });
+    service.ready.store(true, Ordering::Release);
+    tracing::info!(
+        listen = %address,
+        policies = service.all_slots().len(),
+        state_file = %service.state_file.display(),
+        dry_run = service.loaded.config.dry_run,
+        "policyctl serve is ready"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("stopping: no new ticks; waiting for in-flight actuator calls");
+    service.ready.store(false, Ordering::Release);
+    service.stopping.store(true, Ordering::Release);
+    service.wake.notify_one();
+    let _ = scheduler.await;
+    let grace = service.loaded.config.shutdown_grace();
+    if !service.drain(grace).await {
+        tracing::warn!(
+            "in-flight ticks did not finish within {grace:?}; their decisions were written before the calls"
+        );
+    }
+    writer.abort();
+    service.persist_final().await;
+    http.abort();
+    tracing::info!("stopped; state written to {}", service.state_file.display());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

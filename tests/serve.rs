@@ -1,0 +1,719 @@
+//! `policyctl serve` end to end: a real Prometheus (Debian's package) scraping an
+//! exporter this test serves, the real `webhook` and `record` plugins built from
+//! `plugins/`, real HTTP receivers, and the faults operators meet: Prometheus down, a
+//! policy file broken on disk, SIGKILL at random moments, overrides without the token.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    Prometheus, Received, Reply, Serve, Server, free_port, http, plugins, scratch, wait_until,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// A webhook receiver that applies what it is told and reports it on observe.
+struct Receiver {
+    server: Server,
+    replicas: Arc<AtomicU32>,
+}
+
+impl Receiver {
+    fn start(rt: &tokio::runtime::Runtime, initial: u32) -> Receiver {
+        let replicas = Arc::new(AtomicU32::new(initial));
+        let r = replicas.clone();
+        let server = rt.block_on(Server::start(move |req: &Received| {
+            if req.method == "POST" {
+                let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+                if let Some(to) = body["to"].as_u64() {
+                    r.store(to as u32, Ordering::SeqCst);
+                }
+                Reply::json(200, "{}")
+            } else {
+                Reply::json(
+                    200,
+                    format!(
+                        "{{\"replicas\": {}, \"ready\": true}}",
+                        r.load(Ordering::SeqCst)
+                    ),
+                )
+            }
+        }));
+        Receiver { server, replicas }
+    }
+
+    /// The decisions POSTed so far: (arrival, body).
+    fn decisions(&self) -> Vec<Value> {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    fn actuator(&self, wasm: &Path) -> String {
+        format!(
+            r#"(
+            name: "hooks",
+            plugin: "{}",
+            settings: {{
+                "url": "http://127.0.0.1:{port}/scale",
+                "observe_url": "http://127.0.0.1:{port}/state/{{target}}",
+            }},
+            allow_http: ["http://127.0.0.1:{port}"],
+        )"#,
+            wasm.join("policyctl_webhook.wasm").display(),
+            port = self.server.port
+        )
+    }
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_prometheus_going_down()
+ {
+    let (wasm, _) = plugins();
+    let rt = runtime();
+    let dir = scratch("serve-prom");
+    let value = Arc::new(AtomicU64::new(50));
+    let v = value.clone();
+    let exporter = rt.block_on(Server::start(move |_req: &Received| Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/plain; version=0.0.4".into())],
+        body: format!(
+            "# TYPE queue_depth gauge\nqueue_depth {}\n",
+            v.load(Ordering::SeqCst)
+        ),
+    }));
+    let prom_dir = dir.join("prom");
+    let _ = std::fs::create_dir_all(&prom_dir);
+    let mut prometheus = Prometheus::start(&prom_dir, Some(exporter.port));
+    let receiver = Receiver::start(&rt, 1);
+    let port = free_port();
+    write(
+        &dir.join("policies/queue.scale"),
+        r#"policy "queue" {
+  target hooks "queue-worker"
+  replicas 1..5
+  every 1s
+  metric q = prometheus "max(queue_depth)"
+  when q > 100 for 3s scale to 3
+  when q < 10 for 2s scale to 1
+  stabilize down 0s
+}
+"#,
+    );
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [(name: "prometheus", kind: Prometheus(url: "{}", timeout_ms: 1000))],
+    actuators: [{}],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    state_file: "state.json",
+)"#,
+            prometheus.url(),
+            receiver.actuator(&wasm)
+        ),
+    );
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+
+    // Below the threshold: no decision.
+    assert!(
+        wait_until(20, || serve.policy("queue")["last"]["samples"]["q"] == 50.0),
+        "{}",
+        serve.logs()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        receiver.decisions().is_empty(),
+        "{:?}",
+        receiver.decisions()
+    );
+
+    // Crossing it: one decision, not before the window of 3 s has passed.
+    let crossed = Instant::now();
+    value.store(500, Ordering::SeqCst);
+    assert!(
+        wait_until(30, || !receiver.decisions().is_empty()),
+        "no decision:\n{}",
+        serve.logs()
+    );
+    let waited = crossed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3),
+        "decided after {waited:?}, inside the 3s window"
+    );
+    let first = &receiver.decisions()[0];
+    assert_eq!(
+        (first["from"].as_u64(), first["to"].as_u64()),
+        (Some(1), Some(3)),
+        "{first}"
+    );
+    assert_eq!(receiver.replicas.load(Ordering::SeqCst), 3);
+
+    // Prometheus goes down while the value would call for a scale-down: nothing moves.
+    prometheus.stop();
+    value.store(0, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(receiver.decisions().len(), 1, "{:?}", receiver.decisions());
+    let view = serve.policy("queue");
+    assert!(
+        view["last"]["missing"]["q"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{view}"
+    );
+    let (_, metrics) = serve.get("/metrics");
+    assert!(
+        metric(
+            &metrics,
+            "policyctl_metric_fetch_errors_total{source=\"prometheus\"}"
+        ) >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "policyctl_missing_samples_total") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(serve.get("/healthz").0, 200);
+
+    // It comes back: the scale-down happens, after its own window.
+    prometheus.resume();
+    assert!(
+        wait_until(40, || receiver.decisions().len() == 2),
+        "no decision after Prometheus came back:\n{}",
+        serve.logs()
+    );
+    let second = &receiver.decisions()[1];
+    assert_eq!(
+        (second["from"].as_u64(), second["to"].as_u64()),
+        (Some(3), Some(1)),
+        "{second}"
+    );
+
+    // SIGTERM: exit 0 with the state written.
+    assert_eq!(serve.terminate(), Some(0));
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    assert_eq!(
+        state["policies"]["queue"]["state"]["events"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{state}"
+    );
+}
+
+fn hold_trace(dir: &Path) -> PathBuf {
+    let path = dir.join("load.csv");
+    let mut text = String::from("time,q\n");
+    for i in 0..60 {
+        text.push_str(&format!(
+            "2026-01-01T00:{:02}:{:02}Z,{}\n",
+            i / 60,
+            i % 60,
+            10 + (i % 2) * 5
+        ));
+    }
+    write(&path, &text);
+    path
+}
+
+#[test]
+fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the_token() {
+    let (wasm, _) = plugins();
+    let dir = scratch("serve-reload");
+    hold_trace(&dir);
+    let port = free_port();
+    let policy = |n: u32| {
+        format!(
+            "policy \"web\" {{\n  target audit \"web\"\n  replicas 1..10\n  every 1s\n  metric q = load \"q\"\n  desired = {n}\n  stabilize down 0s\n}}\n"
+        )
+    };
+    write(&dir.join("policies/web.scale"), &policy(2));
+    let _ = std::fs::create_dir_all(dir.join("out"));
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
+    actuators: [(
+        name: "audit",
+        plugin: "{}",
+        settings: {{ "path": "/out/decisions.jsonl" }},
+        files: [(host: "out", guest: "/out", write: true)],
+    )],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    override_token: "s3cret-token",
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+    let recorded = || -> Vec<Value> {
+        std::fs::read_to_string(dir.join("out/decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|d| d["policy"] == "web")
+            .collect()
+    };
+    assert!(wait_until(20, || recorded().len() == 1), "{}", serve.logs());
+    assert_eq!(recorded()[0]["to"], 2);
+
+    // An edit takes effect within a second or so.
+    let edited = Instant::now();
+    write(&dir.join("policies/web.scale"), &policy(4));
+    assert!(wait_until(10, || recorded().len() == 2), "{}", serve.logs());
+    assert!(
+        edited.elapsed() < Duration::from_secs(3),
+        "reload took {:?}",
+        edited.elapsed()
+    );
+    assert_eq!(recorded()[1]["to"], 4);
+
+    // Broken on disk: the last good version keeps deciding; the error is exported.
+    write(
+        &dir.join("policies/web.scale"),
+        "policy \"web\" {\n  target audit \"web\"\n  replicas 1..\n}\n",
+    );
+    assert!(
+        wait_until(10, || serve.get("/v1/files").1.contains("scale::syntax")),
+        "{}",
+        serve.get("/v1/files").1
+    );
+    let (_, metrics) = serve.get("/metrics");
+    assert_eq!(
+        metric(&metrics, "policyctl_policy_file_errors{"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "policyctl_reloads_total{result=\"failure\"}") >= 1.0,
+        "{metrics}"
+    );
+    let before = serve.policy("web")["last"]["at"].clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    let view = serve.policy("web");
+    assert_ne!(view["last"]["at"], before, "the policy stopped ticking");
+    assert!(
+        view["last"]["explanation_text"]
+            .to_string()
+            .contains("desired = 4"),
+        "{view}"
+    );
+    assert_eq!(recorded().len(), 2);
+
+    // An editor's save through a temporary file and a rename.
+    write(&dir.join("policies/.web.scale.swp"), &policy(5));
+    let _ = std::fs::rename(
+        dir.join("policies/.web.scale.swp"),
+        dir.join("policies/web.scale"),
+    );
+    assert!(wait_until(10, || recorded().len() == 3), "{}", serve.logs());
+    assert_eq!(recorded()[2]["to"], 5);
+    assert!(!serve.get("/v1/files").1.contains("scale::syntax"));
+
+    // Add, rename, remove.
+    write(
+        &dir.join("policies/api.scale"),
+        &policy(3).replace("\"web\"", "\"api\""),
+    );
+    assert!(
+        wait_until(10, || serve.policy("api")["last"]["at"].is_string()),
+        "{}",
+        serve.logs()
+    );
+    let _ = std::fs::rename(
+        dir.join("policies/api.scale"),
+        dir.join("policies/api2.scale"),
+    );
+    assert!(wait_until(10, || serve.policy("api")["file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("api2.scale"))));
+    let _ = std::fs::remove_file(dir.join("policies/api2.scale"));
+    assert!(
+        wait_until(10, || serve.policy("api").get("error").is_some()),
+        "{}",
+        serve.policy("api")
+    );
+
+    // Overrides: refused without the token or with a wrong one.
+    let body = r#"{"replicas": 7, "until": "2099-01-01T00:00:00Z"}"#;
+    let path = "/v1/policies/web/override";
+    assert_eq!(http("POST", port, path, &[], body).0, 401);
+    assert_eq!(
+        http(
+            "POST",
+            port,
+            path,
+            &[("authorization", "Bearer wrong")],
+            body
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            "POST",
+            port,
+            path,
+            &[("authorization", "Bearer s3cret-token-")],
+            body
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            "DELETE",
+            port,
+            path,
+            &[("authorization", "Bearer wrong")],
+            ""
+        )
+        .0,
+        401
+    );
+    assert_eq!(recorded().len(), 3);
+    let auth = [("authorization", "Bearer s3cret-token")];
+    assert_eq!(http("POST", port, path, &auth, body).0, 200);
+    assert!(wait_until(10, || recorded().len() == 4), "{}", serve.logs());
+    assert_eq!(recorded()[3]["to"], 7);
+    assert!(
+        recorded()[3]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("manual override"))
+    );
+    assert_eq!(serve.policy("web")["override"]["replicas"], 7);
+    assert_eq!(
+        http("POST", port, "/v1/policies/nope/override", &auth, body).0,
+        404
+    );
+    assert_eq!(http("DELETE", port, path, &auth, "").0, 200);
+    assert!(wait_until(10, || recorded().len() == 5), "{}", serve.logs());
+    assert_eq!(recorded()[4]["to"], 5);
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn sigkill_at_random_moments_never_corrupts_state_or_breaks_a_cooldown() {
+    let (wasm, _) = plugins();
+    let rt = runtime();
+    let dir = scratch("serve-kill");
+    // The load swings every second between values that want 2 and 9 replicas.
+    let mut text = String::from("time,q\n");
+    for i in 0..120 {
+        text.push_str(&format!(
+            "2026-01-01T00:{:02}:{:02}Z,{}\n",
+            i / 60,
+            i % 60,
+            if i % 2 == 0 { 9 } else { 2 }
+        ));
+    }
+    write(&dir.join("swing.csv"), &text);
+    let receiver = Receiver::start(&rt, 1);
+    let port = free_port();
+    write(
+        &dir.join("policies/swing.scale"),
+        "policy \"swing\" {\n  target hooks \"swing\"\n  replicas 1..10\n  every 1s\n  metric q = trace \"q\"\n  desired = q\n  stabilize down 0s\n  cooldown up 4s\n  cooldown down 4s\n}\n",
+    );
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [(name: "trace", kind: File(path: "swing.csv", loop: true))],
+    actuators: [{}],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    state_file: "state.json",
+)"#,
+            receiver.actuator(&wasm)
+        ),
+    );
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..20 {
+        let mut serve = Serve::start(&dir.join("serve.ron"), port);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(300 + seed % 2200));
+        let _ = serve.child.kill();
+        let _ = serve.child.wait();
+        if let Ok(text) = std::fs::read_to_string(dir.join("state.json")) {
+            let parsed: Result<Value, _> = serde_json::from_str(&text);
+            assert!(
+                parsed.as_ref().is_ok_and(|v| v["version"] == 1),
+                "round {round}: state file unreadable: {text}"
+            );
+        }
+    }
+    // Every distinct decision (by id, which carries its tick's time) respects the
+    // 4 s cooldown after the one before.
+    let mut ids: Vec<(i64, Value)> = receiver
+        .decisions()
+        .into_iter()
+        .filter_map(|d| {
+            let at = d["id"].as_str()?.rsplit('@').next()?.parse::<i64>().ok()?;
+            Some((at, d))
+        })
+        .collect();
+    ids.sort_by_key(|(at, _)| *at);
+    ids.dedup_by_key(|(at, _)| *at);
+    assert!(ids.len() >= 3, "too few decisions to judge: {ids:?}");
+    for pair in ids.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= 4000,
+            "cooldown broken across a restart: {} then {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+}
+
+#[test]
+fn overrides_are_refused_when_no_token_is_configured() {
+    let (wasm, _) = plugins();
+    let dir = scratch("serve-notoken");
+    hold_trace(&dir);
+    let port = free_port();
+    write(
+        &dir.join("policies/p.scale"),
+        "policy \"p\" {\n  target audit \"p\"\n  replicas 1..3\n  metric q = load \"q\"\n  desired = 1\n}\n",
+    );
+    let _ = std::fs::create_dir_all(dir.join("out"));
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [(name: "load", kind: File(path: "load.csv"))],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+    let (status, body) = http(
+        "POST",
+        port,
+        "/v1/policies/p/override",
+        &[("authorization", "Bearer anything")],
+        r#"{"replicas": 2}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("override_token"), "{body}");
+    assert_eq!(serve.get("/readyz").0, 200);
+    assert!(serve.get("/v1/policies").1.contains("\"p\""));
+}
+
+#[test]
+fn the_backtest_replays_prometheus_history_as_simulate_replays_the_same_series() {
+    let dir = scratch("serve-backtest");
+    // Six hours of a load that rises and falls, one sample a minute, ending a minute ago.
+    let end = chrono::Utc::now().timestamp() / 60 * 60 - 60;
+    let start = end - 6 * 3600;
+    let mut openmetrics = String::from("# TYPE jobs gauge\n");
+    let mut csv = String::from("time,jobs\n");
+    for (i, t) in (start..=end).step_by(60).enumerate() {
+        let phase = (i % 120) as f64;
+        let v = if phase < 60.0 {
+            5.0 + phase * 2.0
+        } else {
+            125.0 - (phase - 60.0) * 2.0
+        };
+        openmetrics.push_str(&format!("jobs {v} {t}\n"));
+        let at = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default();
+        csv.push_str(&format!("{at},{v}\n"));
+    }
+    openmetrics.push_str("# EOF\n");
+    write(&dir.join("history.om"), &openmetrics);
+    write(&dir.join("history.csv"), &csv);
+    let prom_dir = dir.join("prom");
+    let _ = std::fs::create_dir_all(prom_dir.join("data"));
+    let status = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.join("history.om"))
+        .arg(prom_dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "promtool failed");
+    let prometheus = Prometheus::start(&prom_dir, None);
+
+    let policy = "policy \"jobs\" {\n  target k8s \"jobs\"\n  replicas 1..40\n  every 1m\n  metric jobs = prometheus \"max(jobs)\"\n  track jobs per replica 5\n  stabilize down 5m\n}\n";
+    write(&dir.join("jobs.scale"), policy);
+    write(
+        &dir.join("jobs-v2.scale"),
+        &policy.replace("per replica 5", "per replica 10"),
+    );
+    let end_at = chrono::DateTime::from_timestamp(end, 0)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default();
+    let backtest = support::policyctl(
+        &dir,
+        &[
+            "simulate",
+            "jobs.scale",
+            "--prometheus",
+            &prometheus.url(),
+            "--since",
+            "6h",
+            "--end",
+            &end_at,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(backtest.code, 0, "{}{}", backtest.out, backtest.err);
+    let replay = support::policyctl(
+        &dir,
+        &[
+            "simulate",
+            "jobs.scale",
+            "--trace",
+            "history.csv",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(replay.code, 0, "{}", replay.err);
+    let decisions = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("\"reason\""))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(decisions(&replay.out).len() >= 6, "{}", replay.out);
+    assert_eq!(decisions(&backtest.out), decisions(&replay.out));
+
+    let compared = support::policyctl(
+        &dir,
+        &[
+            "simulate",
+            "jobs.scale",
+            "--prometheus",
+            &prometheus.url(),
+            "--since",
+            "6h",
+            "--end",
+            &end_at,
+            "--compare",
+            "jobs-v2.scale",
+        ],
+    );
+    assert_eq!(compared.code, 0, "{}", compared.err);
+    for needle in [
+        "summary",
+        "jobs.scale",
+        "jobs-v2.scale",
+        "replica-hours",
+        "scale events",
+        "flaps",
+        "above `track jobs per replica 5`",
+    ] {
+        assert!(
+            compared.out.contains(needle),
+            "{needle} missing:\n{}",
+            compared.out
+        );
+    }
+}
+
+#[test]
+fn check_config_reports_unknown_actuators_sources_and_queries_and_unloadable_plugins() {
+    let dir = scratch("check-config");
+    write(
+        &dir.join("policies/p.scale"),
+        "policy \"p\" {\n  target k8z \"p\"\n  replicas 1..3\n  metric a = hots \"cpu\"\n  metric b = host \"cpux\"\n  desired = a + b\n}\n",
+    );
+    write(&dir.join("broken.wasm"), "not a component");
+    write(
+        &dir.join("serve.ron"),
+        r#"(
+    sources: [(name: "host", kind: Host)],
+    actuators: [(name: "k8s", plugin: "broken.wasm")],
+    policies: ["policies"],
+)"#,
+    );
+    let run = support::policyctl(
+        &dir,
+        &["check", "--config", "serve.ron", "--format", "json"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    let report: Value = serde_json::from_str(&run.out).unwrap_or(Value::Null);
+    let codes: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["code"].as_str()).collect())
+        .unwrap_or_default();
+    for code in [
+        "scale::unknown-actuator",
+        "scale::unknown-source",
+        "scale::invalid-query",
+        "scale::plugin-load",
+    ] {
+        assert!(codes.contains(&code), "{code} missing: {}", run.out);
+    }
+    let human = support::policyctl(&dir, &["check", "--config", "serve.ron"]);
+    assert!(human.out.contains("did you mean `k8s`?"), "{}", human.out);
+    assert!(human.out.contains("did you mean `host`?"), "{}", human.out);
+
+    write(
+        &dir.join("bad.ron"),
+        "(\n  sources: [(name: \"x\", kind: Prometheus(url: \"ftp://nowhere\"))],\n  polices: [],\n)",
+    );
+    let bad = support::policyctl(&dir, &["check", "--config", "bad.ron", "--format", "json"]);
+    assert_eq!(bad.code, 1, "{}", bad.out);
+    let report: Value = serde_json::from_str(&bad.out).unwrap_or(Value::Null);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["code"], "scale::config-invalid", "{}", bad.out);
+    assert_eq!(
+        (d["line"].as_u64(), d["file"].as_str()),
+        (Some(3), Some("bad.ron")),
+        "{}",
+        bad.out
+    );
+}
+
+#[test]
+fn the_shipped_local_configuration_passes_check() {
+    let _ = plugins();
+    let run = support::policyctl(
+        support::root(),
+        &["check", "--deny-warnings", "--config", "examples/local.ron"],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+}
