@@ -89,6 +89,21 @@ impl Receiver {
     }
 }
 
+/// A Prometheus loaded with history (OpenMetrics text) by `promtool`, no scraping.
+fn backfilled(dir: &Path, openmetrics: &str) -> Prometheus {
+    write(&dir.join("history.om"), openmetrics);
+    let prom_dir = dir.join("prom");
+    let _ = std::fs::create_dir_all(prom_dir.join("data"));
+    let status = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.join("history.om"))
+        .arg(prom_dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "promtool failed");
+    Prometheus::start(&prom_dir, None)
+}
+
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name))
@@ -131,6 +146,20 @@ fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_pr
 "#,
     );
     write(
+        &dir.join("policies/odd.scale"),
+        r##"policy "odd" {
+  target hooks "odd"
+  replicas 1..5
+  every 1s
+  metric none = prometheus "no_such_metric"
+  metric many = prometheus r#"queue_depth or label_replace(queue_depth, "copy", "yes", "", "")"#
+  metric nan = prometheus "(max(queue_depth) - max(queue_depth)) / 0"
+  metric broken = prometheus r#"vector(1) * on() (queue_depth or label_replace(queue_depth, "copy", "yes", "", ""))"#
+  desired = none + many + nan + broken
+}
+"##,
+    );
+    write(
         &dir.join("serve.ron"),
         &format!(
             r#"(
@@ -145,6 +174,39 @@ fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_pr
         ),
     );
     let serve = Serve::start(&dir.join("serve.ron"), port);
+
+    // Queries that give no single number are missing samples, each with its reason.
+    assert!(
+        // (once Prometheus has scraped the exporter)
+        wait_until(20, || serve.policy("odd")["last"]["missing"]["many"]
+            .as_str()
+            .is_some_and(|r| r.contains("2 series"))),
+        "{}",
+        serve.logs()
+    );
+    let missing = serve.policy("odd")["last"]["missing"].clone();
+    assert!(
+        missing["none"]
+            .as_str()
+            .is_some_and(|r| r.contains("no series")),
+        "{missing}"
+    );
+    assert!(
+        missing["many"]
+            .as_str()
+            .is_some_and(|r| r.contains("2 series")),
+        "{missing}"
+    );
+    assert!(
+        missing["nan"].as_str().is_some_and(|r| r.contains("NaN")),
+        "{missing}"
+    );
+    assert!(
+        missing["broken"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed")),
+        "{missing}"
+    );
 
     // Below the threshold: no decision.
     assert!(
@@ -225,13 +287,18 @@ fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_pr
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap_or_default())
             .unwrap_or(Value::Null);
+    // (older events are pruned once no rate limit window reads them)
+    let queue = &state["policies"]["queue"];
+    let last = queue["state"]["events"]
+        .as_array()
+        .and_then(|e| e.last().cloned());
     assert_eq!(
-        state["policies"]["queue"]["state"]["events"]
-            .as_array()
-            .map(Vec::len),
-        Some(2),
+        last.map(|e| (e["from"].clone(), e["to"].clone())),
+        Some((3.into(), 1.into())),
         "{state}"
     );
+    assert_eq!(queue["replicas"], 1, "{state}");
+    assert!(queue["state"]["last_event"].is_string(), "{state}");
 }
 
 fn hold_trace(dir: &Path) -> PathBuf {
@@ -257,7 +324,7 @@ fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the
     let port = free_port();
     let policy = |n: u32| {
         format!(
-            "policy \"web\" {{\n  target audit \"web\"\n  replicas 1..10\n  every 1s\n  metric q = load \"q\"\n  desired = {n}\n  stabilize down 0s\n}}\n"
+            "policy \"web\" {{\n  target audit \"web\"\n  replicas 1..10\n  every 1s\n  metric q = load \"q\"\n  desired = {n}\n  stabilize down 0s\n  limit up 10 per 1s\n}}\n"
         )
     };
     write(&dir.join("policies/web.scale"), &policy(2));
@@ -277,9 +344,12 @@ fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the
     listen: "127.0.0.1:{port}",
     override_token: "s3cret-token",
 )"#,
-            wasm.join("policyctl_record.wasm").display()
+            dir.join("plugins/record.wasm").display()
         ),
     );
+    let _ = std::fs::create_dir_all(dir.join("plugins"));
+    let good_plugin = std::fs::read(wasm.join("policyctl_record.wasm")).unwrap_or_default();
+    let _ = std::fs::write(dir.join("plugins/record.wasm"), &good_plugin);
     let serve = Serve::start(&dir.join("serve.ron"), port);
     let recorded = || -> Vec<Value> {
         std::fs::read_to_string(dir.join("out/decisions.jsonl"))
@@ -344,6 +414,28 @@ fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the
     assert!(wait_until(10, || recorded().len() == 3), "{}", serve.logs());
     assert_eq!(recorded()[2]["to"], 5);
     assert!(!serve.get("/v1/files").1.contains("scale::syntax"));
+
+    // A second file may not take a policy name an unchanged file holds.
+    write(&dir.join("policies/dup.scale"), &policy(9));
+    assert!(
+        wait_until(10, || serve
+            .get("/v1/files")
+            .1
+            .contains("scale::duplicate-policy")),
+        "{}",
+        serve.get("/v1/files").1
+    );
+    assert!(
+        serve.policy("web")["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("web.scale"))
+    );
+    let _ = std::fs::remove_file(dir.join("policies/dup.scale"));
+    assert!(wait_until(10, || !serve
+        .get("/v1/files")
+        .1
+        .contains("dup.scale")));
+    assert_eq!(recorded().len(), 3);
 
     // Add, rename, remove.
     write(
@@ -421,9 +513,72 @@ fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the
         http("POST", port, "/v1/policies/nope/override", &auth, body).0,
         404
     );
+
+    // Every decision is logged as one JSON object per line.
+    let logs = serve.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["policy"] == "web"
+            && l["to"] == 7
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("decision"))),
+        "{logs}"
+    );
+
+    // The override survives a restart.
+    assert_eq!(serve.terminate(), Some(0));
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+    assert_eq!(serve.policy("web")["override"]["replicas"], 7);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(recorded().len(), 4, "the restart changed the count");
     assert_eq!(http("DELETE", port, path, &auth, "").0, 200);
     assert!(wait_until(10, || recorded().len() == 5), "{}", serve.logs());
     assert_eq!(recorded()[4]["to"], 5);
+
+    // A plugin file that no longer loads leaves the previous plugin running.
+    let _ = std::fs::write(dir.join("plugins/record.wasm"), b"not a component");
+    assert!(
+        wait_until(10, || metric(
+            &serve.get("/metrics").1,
+            "policyctl_plugin_errors{actuator=\"audit\"}"
+        ) == 1.0),
+        "{}",
+        serve.get("/metrics").1
+    );
+    write(&dir.join("policies/web.scale"), &policy(6));
+    assert!(
+        wait_until(10, || recorded().len() == 6),
+        "{}\n{}",
+        serve.policy("web"),
+        serve.logs()
+    );
+    assert_eq!(recorded()[5]["to"], 6);
+    let _ = std::fs::write(dir.join("plugins/record.wasm"), &good_plugin);
+    assert!(
+        wait_until(10, || metric(
+            &serve.get("/metrics").1,
+            "policyctl_plugin_errors{actuator=\"audit\"}"
+        ) == 0.0),
+        "{}",
+        serve.logs()
+    );
+    let (_, metrics) = serve.get("/metrics");
+    assert!(
+        metric(
+            &metrics,
+            "policyctl_plugin_reloads_total{result=\"success\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "policyctl_plugin_reloads_total{result=\"failure\"}"
+        ) >= 1.0
+    );
     assert_eq!(serve.terminate(), Some(0));
 }
 
@@ -537,6 +692,7 @@ fn overrides_are_refused_when_no_token_is_configured() {
     assert!(body.contains("override_token"), "{body}");
     assert_eq!(serve.get("/readyz").0, 200);
     assert!(serve.get("/v1/policies").1.contains("\"p\""));
+    assert_eq!(serve.signal("-INT"), Some(0), "SIGINT stops it cleanly too");
 }
 
 #[test]
@@ -561,18 +717,8 @@ fn the_backtest_replays_prometheus_history_as_simulate_replays_the_same_series()
         csv.push_str(&format!("{at},{v}\n"));
     }
     openmetrics.push_str("# EOF\n");
-    write(&dir.join("history.om"), &openmetrics);
     write(&dir.join("history.csv"), &csv);
-    let prom_dir = dir.join("prom");
-    let _ = std::fs::create_dir_all(prom_dir.join("data"));
-    let status = std::process::Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(dir.join("history.om"))
-        .arg(prom_dir.join("data"))
-        .stdout(std::process::Stdio::null())
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "promtool failed");
-    let prometheus = Prometheus::start(&prom_dir, None);
+    let prometheus = backfilled(&dir, &openmetrics);
 
     let policy = "policy \"jobs\" {\n  target k8s \"jobs\"\n  replicas 1..40\n  every 1m\n  metric jobs = prometheus \"max(jobs)\"\n  track jobs per replica 5\n  stabilize down 5m\n}\n";
     write(&dir.join("jobs.scale"), policy);
@@ -716,4 +862,136 @@ fn the_shipped_local_configuration_passes_check() {
         &["check", "--deny-warnings", "--config", "examples/local.ron"],
     );
     assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+}
+
+#[test]
+fn for_windows_are_rebuilt_from_prometheus_history_at_start_up() {
+    let (wasm, _) = plugins();
+    let rt = runtime();
+    let dir = scratch("serve-windows");
+    // Ten minutes of a queue above its threshold, up to a few seconds ago, and the
+    // replica count the policy reads with `current from`.
+    let now = chrono::Utc::now().timestamp();
+    let mut openmetrics = String::from("# TYPE backlog gauge\n");
+    for t in (now - 600..now - 2).step_by(15) {
+        openmetrics.push_str(&format!("backlog 500 {t}\n"));
+    }
+    openmetrics.push_str("# TYPE running gauge\n");
+    for t in (now - 600..now - 2).step_by(15) {
+        openmetrics.push_str(&format!("running 2 {t}\n"));
+    }
+    openmetrics.push_str("# EOF\n");
+    let prometheus = backfilled(&dir, &openmetrics);
+    let receiver = Receiver::start(&rt, 2);
+    let port = free_port();
+    write(
+        &dir.join("policies/backlog.scale"),
+        "policy \"backlog\" {\n  target hooks \"backlog\"\n  replicas 1..10\n  every 2s\n  metric q = prometheus \"max(backlog)\"\n  metric r = prometheus \"max(running)\"\n  current from r\n  when q > 100 for 5m scale up by 2\n}\n",
+    );
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [(name: "prometheus", kind: Prometheus(url: "{}"))],
+    actuators: [{}],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+)"#,
+            prometheus.url(),
+            receiver.actuator(&wasm)
+        ),
+    );
+    let started = Instant::now();
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+    // The window held for ten minutes already: the first tick decides, not one five
+    // minutes from now.
+    assert!(
+        wait_until(20, || !receiver.decisions().is_empty()),
+        "no decision: the window was not rebuilt\n{}\n{}",
+        serve.policy("backlog"),
+        serve.logs()
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let d = &receiver.decisions()[0];
+    assert_eq!(
+        (d["from"].as_u64(), d["to"].as_u64()),
+        (Some(2), Some(4)),
+        "{d}"
+    );
+    assert_eq!(
+        serve.policy("backlog")["last"]["current_from"],
+        "current from r"
+    );
+}
+
+#[test]
+fn a_source_that_never_answers_delays_no_other_policy() {
+    let (wasm, _) = plugins();
+    let dir = scratch("serve-stuck");
+    hold_trace(&dir);
+    // Accepts connections and never answers.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let stuck_port = stuck.local_addr().map(|a| a.port()).unwrap_or_default();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in stuck.incoming() {
+            held.push(s);
+        }
+    });
+    let port = free_port();
+    write(
+        &dir.join("policies/slow.scale"),
+        "policy \"slow\" {\n  target audit \"slow\"\n  replicas 1..3\n  every 1s\n  metric q = stuck \"up\"\n  desired = q\n}\n",
+    );
+    write(
+        &dir.join("policies/fast.scale"),
+        "policy \"fast\" {\n  target audit \"fast\"\n  replicas 1..3\n  every 1s\n  metric q = load \"q\"\n  desired = 1\n}\n",
+    );
+    write(
+        &dir.join("policies/fast2.scale"),
+        "policy \"fast2\" {\n  target audit \"fast2\"\n  replicas 1..3\n  every 1s\n  metric same = load \"q\"\n  desired = 1\n}\n",
+    );
+    let _ = std::fs::create_dir_all(dir.join("out"));
+    write(
+        &dir.join("serve.ron"),
+        &format!(
+            r#"(
+    sources: [
+        (name: "stuck", kind: Prometheus(url: "http://127.0.0.1:{stuck_port}", timeout_ms: 3000)),
+        (name: "load", kind: File(path: "load.csv", loop: true)),
+    ],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    let serve = Serve::start(&dir.join("serve.ron"), port);
+    std::thread::sleep(Duration::from_secs(6));
+    let (_, metrics) = serve.get("/metrics");
+    let fast = metric(&metrics, "policyctl_ticks_total{policy=\"fast\"}");
+    assert!(
+        fast >= 5.0,
+        "the fast policy ticked {fast} times in 6 s:\n{metrics}"
+    );
+    let slow = serve.policy("slow");
+    assert!(
+        slow["last"]["missing"]["q"]
+            .as_str()
+            .is_some_and(|r| r.contains("timed out")),
+        "{slow}"
+    );
+    assert!(
+        metric(&metrics, "policyctl_ticks_skipped_total{policy=\"slow\"}") >= 1.0,
+        "{metrics}"
+    );
+    // Two policies send the same query at the same ticks: it goes out once.
+    let fast2 = metric(&metrics, "policyctl_ticks_total{policy=\"fast2\"}");
+    let fetches = metric(&metrics, "policyctl_metric_fetches_total{source=\"load\"}");
+    assert!(fast2 >= 5.0, "{metrics}");
+    assert!(
+        fetches <= fast.max(fast2) + 1.0,
+        "{fetches} fetches for {fast} + {fast2} ticks:\n{metrics}"
+    );
 }

@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn windows_rebuilt_from_history_open_at_the_last_unbroken_run() {
+        let p = policy(
+            "policy \"p\" {\n  target k8s \"p\"\n  replicas 1..9\n  every 1m\n  metric q = prometheus \"q\"\n  track q per replica 10\n  when q > 100 for 5m scale up by 1\n  when q < 5 for 5m scale down by 1\n}\n",
+        );
+        let point = |m: u32, v: Option<f64>| (at(12, m), vec![v]);
+        // True, broken by a missing sample, then true again from 12:03.
+        let history = [
+            point(0, Some(200.0)),
+            point(1, Some(200.0)),
+            point(2, None),
+            point(3, Some(150.0)),
+            point(4, Some(300.0)),
+            point(5, Some(120.0)),
+        ];
+        let windows = rebuild_windows(&p, &history, 2, None);
+        assert_eq!(windows, vec![None, Some(at(12, 3)), None]);
+        // A scale event after the run opened: the window counts from it.
+        let windows = rebuild_windows(&p, &history, 2, Some(at(12, 4)));
+        assert_eq!(windows, vec![None, Some(at(12, 4)), None]);
+        // The last point is false: no window.
+        let mut closed = history.to_vec();
+        closed.push(point(6, Some(50.0)));
+        assert_eq!(
+            rebuild_windows(&p, &closed, 2, None),
+            vec![None, None, None]
+        );
+    }
+
+    #[test]
     fn dry_run_decisions_are_marked() {
         let p =
             policy("policy \"p\" {\n target t \"x\"\n replicas 1..10\n dry-run\n desired = 5\n}");

@@ -86,11 +86,12 @@ struct PolicyView {
     dry_run: bool,
     #[serde(rename = "override")]
     manual: Option<Override>,
-    last: Option<LastTick>,
+    last: Option<serde_json::Value>,
 }
 
 fn view(slot: &Slot) -> PolicyView {
     let p = slot.policy();
+    let last = slot.last();
     PolicyView {
         name: slot.name.clone(),
         file: slot
@@ -104,7 +105,7 @@ fn view(slot: &Slot) -> PolicyView {
         every: crate::model::show_duration(p.every),
         dry_run: p.dry_run,
         manual: slot.manual(),
-        last: slot.last(),
+        last: last.as_deref().map(LastTick::to_json),
     }
 }
 

@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::actuate::{self, Actuator, Failure, Request};
-use crate::engine::{self, Decision, Explanation, Input, ScaleEvent, Schedules, State};
+use crate::engine::{self, Decision, Explanation, Input, ScaleEvent, Schedules};
 use crate::model::{Policy, RuleKind};
 use config::Loaded;
 use metrics::{ByCall, ByCallResult, ByDirection, ByMetric, ByPolicy, ByResult, BySource, Metrics};
@@ -47,35 +47,80 @@ const SCHEDULER_PERIOD: Duration = Duration::from_millis(20);
 /// Identical queries started within this interval share one request.
 const DEDUP_WINDOW: Duration = Duration::from_millis(500);
 
-/// What the last tick of a policy saw and did, for `/v1/policies`.
-#[derive(Debug, Clone, Serialize)]
+/// What the last tick of a policy saw and did, for `/v1/policies`. Kept compact (10,000
+/// policies each hold one): metric names and words are made when asked.
+#[derive(Debug, Clone)]
 pub struct LastTick {
     pub at: DateTime<Utc>,
     pub current: u32,
     /// Where `current` came from: `actuator`, `current from METRIC`, `state`, `min`.
     pub current_from: String,
-    pub samples: BTreeMap<String, Option<f64>>,
-    /// Why each missing metric is missing.
-    pub missing: BTreeMap<String, String>,
+    /// One per metric of `policy`.
+    pub samples: Vec<Option<f64>>,
+    /// Why each missing metric (by index) is missing.
+    pub missing: Vec<(usize, String)>,
     pub decision: Option<Decision>,
     /// The result of the actuator call, when there was one.
     pub applied: Option<String>,
     pub reason: String,
     pub explanation: Option<Explanation>,
-    /// The explanation in words, one line per step.
-    pub explanation_text: Vec<String>,
     /// Set when the tick could not decide.
     pub error: Option<String>,
+    /// The policy as it was at this tick (the explanation's indices refer to it).
+    pub policy: Arc<Policy>,
+}
+
+impl LastTick {
+    /// The explanation in words, one line per step (made when asked: 10,000 policies
+    /// need not keep their words in memory).
+    pub fn explanation_text(&self) -> Vec<String> {
+        self.explanation.as_ref().map_or_else(Vec::new, |e| {
+            engine::explain::describe(&self.policy, e)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
+    /// The JSON of `/v1/policies`: samples and missing reasons by metric name.
+    pub fn to_json(&self) -> serde_json::Value {
+        let name = |i: usize| {
+            self.policy
+                .metrics
+                .get(i)
+                .map_or_else(String::new, |m| m.name.clone())
+        };
+        let samples: serde_json::Map<String, serde_json::Value> = self
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (name(i), serde_json::json!(v)))
+            .collect();
+        let missing: serde_json::Map<String, serde_json::Value> = self
+            .missing
+            .iter()
+            .map(|(i, r)| (name(*i), serde_json::json!(r)))
+            .collect();
+        serde_json::json!({
+            "at": self.at,
+            "current": self.current,
+            "current_from": self.current_from,
+            "samples": samples,
+            "missing": missing,
+            "decision": self.decision,
+            "applied": self.applied,
+            "reason": self.reason,
+            "explanation": self.explanation,
+            "explanation_text": self.explanation_text(),
+            "error": self.error,
+        })
+    }
 }
 
 /// The working memory of one policy, held only by its tick.
 struct Run {
     policy: Arc<Policy>,
     schedules: Schedules,
-    state: State,
-    replicas: Option<u32>,
-    manual: Option<Override>,
-    last: Option<LastTick>,
     observe_unsupported: bool,
     /// Rebuild `for` windows from history before the next tick.
     needs_history: bool,
@@ -87,11 +132,13 @@ pub struct Slot {
     pub name: String,
     pub file: Mutex<PathBuf>,
     run: tokio::sync::Mutex<Run>,
-    /// What the state writer reads; updated by the tick.
+    /// The policy's state: the engine's, the last known count, the override. The one
+    /// copy: the tick updates it in place (never across an await) and the state writer
+    /// reads it.
     persisted: Mutex<PolicyState>,
     /// A copy of the policy for readers that must not wait for a tick.
     policy: RwLock<Arc<Policy>>,
-    last: Mutex<Option<LastTick>>,
+    last: Mutex<Option<Arc<LastTick>>>,
     busy: AtomicBool,
     /// Unix milliseconds of the next tick.
     next_due: AtomicI64,
@@ -106,12 +153,21 @@ impl Slot {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub fn last(&self) -> Option<LastTick> {
+    pub fn last(&self) -> Option<Arc<LastTick>> {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
     pub fn manual(&self) -> Option<Override> {
-        self.persisted.lock().ok().and_then(|p| p.manual)
+        self.state(|p| p.manual)
+    }
+
+    /// Read or change the policy's state (briefly: no await inside).
+    fn state<R>(&self, f: impl FnOnce(&mut PolicyState) -> R) -> R {
+        let mut guard = self
+            .persisted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 }
 
@@ -132,6 +188,9 @@ pub struct FileStatus {
     pub policies: Vec<String>,
     /// Why the file's current text is not loaded (its last good version runs).
     pub error: Option<String>,
+    /// The SHA-256 of the text last read: an unchanged file is not checked again.
+    #[serde(skip)]
+    pub digest: [u8; 32],
 }
 
 pub struct Service {
@@ -169,6 +228,15 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Take back a scale event that did not happen (its apply failed).
+fn undo(slot: &Slot, last_event: Option<DateTime<Utc>>, windows: Vec<Option<DateTime<Utc>>>) {
+    slot.state(|p| {
+        p.state.events.pop_back();
+        p.state.last_event = last_event;
+        p.state.windows = windows;
+    });
 }
 
 fn now_ms() -> i64 {
@@ -290,10 +358,6 @@ impl Service {
         let run = Run {
             policy: policy.clone(),
             schedules: Schedules::new(),
-            state: restored.state.clone(),
-            replicas: restored.replicas,
-            manual: restored.manual,
-            last: None,
             observe_unsupported: false,
             needs_history: true,
             restored_tick: restored.ticked_at.or(self.restored_at),
@@ -451,7 +515,7 @@ impl Service {
     }
 
     /// Rebuild the `for` windows of a policy from its sources' history.
-    async fn rebuild_windows(&self, run: &mut Run, current: u32, now: DateTime<Utc>) {
+    async fn rebuild_windows(&self, slot: &Slot, run: &Run, current: u32, now: DateTime<Utc>) {
         let policy = run.policy.clone();
         let longest = policy
             .rules
@@ -473,9 +537,10 @@ impl Service {
                 .get(&m.source)
                 .is_some_and(|s| matches!(*s.source, Source::Prometheus(_)))
         });
+        let forget = || slot.state(|p| p.state.windows.iter_mut().for_each(|w| *w = None));
         if !has_history {
             if !persisted_ok {
-                run.state.windows.iter_mut().for_each(|w| *w = None);
+                forget();
             }
             return;
         }
@@ -491,7 +556,7 @@ impl Service {
                 Some(Err(e)) => {
                     tracing::warn!(policy = %policy.name, metric = %m.name, "cannot rebuild windows from history: {e}");
                     if !persisted_ok {
-                        run.state.windows.iter_mut().for_each(|w| *w = None);
+                        forget();
                     }
                     return;
                 }
@@ -502,13 +567,21 @@ impl Service {
         let history: Vec<(DateTime<Utc>, Vec<Option<f64>>)> = (0..points)
             .map(|i| (columns[0][i].0, columns.iter().map(|c| c[i].1).collect()))
             .collect();
-        run.state.windows =
-            engine::rebuild_windows(&policy, &history, current, run.state.last_event);
+        slot.state(|p| {
+            p.state.windows =
+                engine::rebuild_windows(&policy, &history, current, p.state.last_event);
+        });
         tracing::debug!(policy = %policy.name, points, "windows rebuilt from history");
     }
 
-    /// One evaluation of one policy.
+    /// One evaluation of one policy, now.
     pub async fn tick(&self, slot: &Slot) {
+        self.tick_at(slot, Utc::now()).await;
+    }
+
+    /// One evaluation of one policy as of `now` (benchmarks advance a virtual clock, so
+    /// that histories hold what they would at the policy's `every`).
+    pub async fn tick_at(&self, slot: &Slot, now: DateTime<Utc>) {
         let mut run = slot.run.lock().await;
         if slot.removed.load(Ordering::Acquire) {
             return;
@@ -516,13 +589,12 @@ impl Service {
         let latest = slot.policy();
         if !Arc::ptr_eq(&latest, &run.policy) {
             if latest.rules != run.policy.rules {
-                run.state.windows.clear();
+                slot.state(|p| p.state.windows.clear());
             }
             run.policy = latest;
             run.schedules = Schedules::new();
         }
         let policy = run.policy.clone();
-        let now = Utc::now();
         let by_policy = ByPolicy {
             policy: policy.name.clone(),
         };
@@ -534,14 +606,15 @@ impl Service {
             .iter()
             .map(|m| self.fetch(&m.source, &m.query, now));
         let results: Vec<Sample> = futures::future::join_all(fetches).await;
-        let mut missing = BTreeMap::new();
+        let mut missing = Vec::new();
         let samples: Vec<Option<f64>> = results
             .iter()
             .zip(&policy.metrics)
-            .map(|(r, m)| match r {
+            .enumerate()
+            .map(|(i, (r, m))| match r {
                 Ok(v) => Some(*v),
                 Err(reason) => {
-                    missing.insert(m.name.clone(), reason.clone());
+                    missing.push((i, reason.clone()));
                     self.metrics
                         .missing_samples
                         .get_or_create(&ByMetric {
@@ -557,7 +630,7 @@ impl Service {
         // The current replica count.
         let actuator = self.actuator(&policy.target.actuator);
         let (current, current_from) = match self
-            .current(&mut run, &policy, &samples, actuator.as_deref())
+            .current(slot, &mut run, &policy, &samples, actuator.as_deref())
             .await
         {
             Ok(found) => found,
@@ -566,83 +639,77 @@ impl Service {
                 tracing::warn!(policy = %policy.name, "cannot decide: {error}");
                 let last = LastTick {
                     at: now,
-                    current: run.replicas.unwrap_or(policy.min),
+                    current: slot.state(|p| p.replicas).unwrap_or(policy.min),
                     current_from: "unknown".into(),
-                    samples: named(&policy, &samples),
+                    samples: samples.clone(),
                     missing,
                     decision: None,
                     applied: None,
                     reason: "no decision: the current replica count is unknown".into(),
                     explanation: None,
-                    explanation_text: Vec::new(),
                     error: Some(error),
+                    policy: policy.clone(),
                 };
-                self.publish(slot, &mut run, last, false);
+                self.publish(slot, last, false);
                 return;
             }
         };
         if run.needs_history {
             run.needs_history = false;
-            self.rebuild_windows(&mut run, current, now).await;
+            self.rebuild_windows(slot, &run, current, now).await;
         }
 
-        // The engine (or a manual override).
-        let started = Instant::now();
+        // The engine (or a manual override), on the state in place. What a failed apply
+        // must undo is kept.
         let run = &mut *run;
-        let before = run.state.clone();
-        let manual = run.manual.filter(|o| o.active(now));
-        if manual.is_none() && run.manual.is_some() {
-            tracing::info!(policy = %policy.name, "manual override expired");
-            run.manual = None;
-        }
-        let result = if let Some(o) = manual {
-            let mut scratch = run.state.clone();
-            let t = engine::tick(
-                &policy,
-                &mut run.schedules,
-                &mut scratch,
-                &Input {
-                    now,
-                    current,
-                    samples: &samples,
-                },
-            );
-            let until = o
-                .until
-                .map_or_else(|| "deleted".to_string(), |u| u.to_rfc3339());
-            let decision = (o.replicas != current).then(|| {
-                run.state.events.push_back(ScaleEvent {
-                    at: now,
-                    from: current,
-                    to: o.replicas,
-                });
-                run.state.last_event = Some(now);
-                Decision {
-                    policy: policy.name.clone(),
-                    target: policy.target.id.clone(),
-                    from: current,
-                    to: o.replicas,
-                    at: now,
-                    reason: format!("manual override to {} until {until}", o.replicas),
-                    dry_run: policy.dry_run,
-                }
-            });
-            engine::Tick {
-                decision,
-                explanation: t.explanation,
+        let (result, manual, before_last_event, before_windows, started) = slot.state(|p| {
+            let before_last_event = p.state.last_event;
+            let before_windows = p.state.windows.clone();
+            let started = Instant::now();
+            let manual = p.manual.filter(|o| o.active(now));
+            if manual.is_none() && p.manual.is_some() {
+                tracing::info!(policy = %policy.name, "manual override expired");
+                p.manual = None;
             }
-        } else {
-            engine::tick(
-                &policy,
-                &mut run.schedules,
-                &mut run.state,
-                &Input {
-                    now,
-                    current,
-                    samples: &samples,
-                },
-            )
-        };
+            let input = Input {
+                now,
+                current,
+                samples: &samples,
+            };
+            let result = if let Some(o) = manual {
+                // The engine still explains what it would do.
+                let mut scratch = p.state.clone();
+                let t = engine::tick(&policy, &mut run.schedules, &mut scratch, &input);
+                let until = o
+                    .until
+                    .map_or_else(|| "deleted".to_string(), |u| u.to_rfc3339());
+                let decision = (o.replicas != current).then(|| {
+                    p.state.events.push_back(ScaleEvent {
+                        at: now,
+                        from: current,
+                        to: o.replicas,
+                    });
+                    p.state.last_event = Some(now);
+                    Decision {
+                        policy: policy.name.clone(),
+                        target: policy.target.id.clone(),
+                        from: current,
+                        to: o.replicas,
+                        at: now,
+                        reason: format!("manual override to {} until {until}", o.replicas),
+                        dry_run: policy.dry_run,
+                    }
+                });
+                engine::Tick {
+                    decision,
+                    explanation: t.explanation,
+                }
+            } else {
+                engine::tick(&policy, &mut run.schedules, &mut p.state, &input)
+            };
+            p.replicas = Some(current);
+            (result, manual, before_last_event, before_windows, started)
+        });
         self.metrics
             .engine_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -651,10 +718,6 @@ impl Service {
             None if manual.is_some() => "manual override holds the count".into(),
             None => engine::explain::reason(&policy, &result.explanation),
         };
-        let explanation_text = engine::explain::describe(&policy, &result.explanation)
-            .lines()
-            .map(str::to_string)
-            .collect();
         self.metrics
             .replicas_current
             .get_or_create(&by_policy)
@@ -668,8 +731,6 @@ impl Service {
             .replicas_desired
             .get_or_create(&by_policy)
             .set(i64::from(desired));
-        run.replicas = Some(current);
-
         let mut applied = None;
         if let Some(decision) = &result.decision {
             let dry_run = decision.dry_run || self.loaded.config.dry_run;
@@ -699,7 +760,6 @@ impl Service {
                 applied = Some("dry run: not sent".into());
             } else if let Some(actuator) = &actuator {
                 // The scale event reaches the disk before the actuator is called.
-                self.save_policy(slot, run);
                 self.flush().await;
                 let request = Request {
                     id: format!("{}@{}", policy.name, now.timestamp_millis()),
@@ -715,7 +775,7 @@ impl Service {
                 self.record_call(&actuator.name, "apply", started, outcome.as_ref().err());
                 match outcome {
                     Ok(o) => {
-                        run.replicas = Some(o.replicas);
+                        slot.state(|p| p.replicas = Some(o.replicas));
                         // A plugin that could not observe before its first apply (`record`)
                         // may be able to now.
                         run.observe_unsupported = false;
@@ -728,33 +788,29 @@ impl Service {
                         tracing::error!(policy = %policy.name, actuator = %actuator.name, kind = failure.kind(), "apply failed: {failure}");
                         applied = Some(format!("failed ({}): {failure}", failure.kind()));
                         // It did not happen: no scale event, windows as they were.
-                        run.state.events = before.events;
-                        run.state.last_event = before.last_event;
-                        run.state.windows = before.windows;
+                        undo(slot, before_last_event, before_windows);
                     }
                 }
             } else {
                 applied = Some(format!("no actuator `{}`", policy.target.actuator));
-                run.state.events = before.events;
-                run.state.last_event = before.last_event;
-                run.state.windows = before.windows;
+                undo(slot, before_last_event, before_windows);
             }
         }
         let last = LastTick {
             at: now,
             current,
             current_from,
-            samples: named(&policy, &samples),
+            samples,
             missing,
             decision: result.decision.clone(),
             applied,
             reason,
             explanation: Some(result.explanation),
-            explanation_text,
             error: None,
+            policy: policy.clone(),
         };
         let urgent = result.decision.is_some();
-        self.publish(slot, run, last, urgent);
+        self.publish(slot, last, urgent);
     }
 
     fn record_call(&self, actuator: &str, call: &str, started: Instant, failure: Option<&Failure>) {
@@ -778,6 +834,7 @@ impl Service {
     /// The replica count now, and where it came from.
     async fn current(
         &self,
+        slot: &Slot,
         run: &mut Run,
         policy: &Policy,
         samples: &[Option<f64>],
@@ -814,19 +871,18 @@ impl Service {
                 }
             }
         }
-        match run.replicas {
+        match slot.state(|p| p.replicas) {
             Some(r) => Ok((r, "state".into())),
             None => Ok((policy.min, "min".into())),
         }
     }
 
     /// Make the tick's result visible and mark the state for writing.
-    fn publish(&self, slot: &Slot, run: &mut Run, last: LastTick, urgent: bool) {
-        run.last = Some(last.clone());
+    fn publish(&self, slot: &Slot, last: LastTick, urgent: bool) {
+        slot.state(|p| p.ticked_at = Some(last.at));
         if let Ok(mut l) = slot.last.lock() {
-            *l = Some(last);
+            *l = Some(Arc::new(last));
         }
-        self.save_policy(slot, run);
         if urgent {
             self.urgent.fetch_add(1, Ordering::AcqRel);
         }
@@ -834,27 +890,12 @@ impl Service {
         self.state_wake.notify_one();
     }
 
-    fn save_policy(&self, slot: &Slot, run: &Run) {
-        if let Ok(mut p) = slot.persisted.lock() {
-            p.state = run.state.clone();
-            p.replicas = run.replicas;
-            p.manual = run.manual;
-            p.ticked_at = run.last.as_ref().map(|l| l.at);
-        }
-    }
-
     /// Set or clear a manual override.
     pub async fn set_override(&self, name: &str, manual: Option<Override>) -> bool {
         let Some(slot) = self.slot(name) else {
             return false;
         };
-        if let Ok(mut p) = slot.persisted.lock() {
-            p.manual = manual;
-        }
-        {
-            let mut run = slot.run.lock().await;
-            run.manual = manual;
-        }
+        slot.state(|p| p.manual = manual);
         self.flush().await;
         slot.next_due.store(now_ms(), Ordering::Release);
         self.wake.notify_one();
@@ -935,15 +976,6 @@ impl Service {
             .map(|f| f.values().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-fn named(policy: &Policy, samples: &[Option<f64>]) -> BTreeMap<String, Option<f64>> {
-    policy
-        .metrics
-        .iter()
-        .zip(samples)
-        .map(|(m, s)| (m.name.clone(), *s))
-        .collect()
 }
 
 /// Run the service until SIGTERM or SIGINT: load policies, serve HTTP, watch files,

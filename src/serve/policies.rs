@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 
 use super::config::{Loaded, SourceKind};
 use super::metrics::{ByActuator, ByFile, ByResult};
@@ -121,17 +122,30 @@ fn read(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
-/// Read and check every watched file, then install what passed.
+/// Re-read the watched files and install what changed.
+///
+/// Only files whose text changed (and files in error, whose error may have been
+/// another file's fault) are checked again, so a reload costs the size of the change,
+/// not of the fleet. Policy names stay unique across all files: a changed file may not
+/// define a policy that an unchanged file defines.
 pub async fn reload(service: &Arc<Service>) {
     let _one_at_a_time = service.reloads.lock().await;
+    let previous = service.files.lock().map(|f| f.clone()).unwrap_or_default();
     let paths = scan(&service.loaded.policy_paths());
     let options = options(&service.loaded);
+    let prev = previous.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let mut texts = Vec::new();
         let mut unreadable = BTreeMap::new();
         for p in &paths {
             match read(p) {
-                Ok(text) => texts.push((p.clone(), text)),
+                Ok(text) => {
+                    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+                    let unchanged = prev
+                        .get(p)
+                        .is_some_and(|f| f.digest == digest && f.error.is_none());
+                    texts.push((p.clone(), text, digest, unchanged));
+                }
                 Err(e) => {
                     unreadable.insert(p.clone(), e);
                 }
@@ -139,7 +153,8 @@ pub async fn reload(service: &Arc<Service>) {
         }
         let sources: Vec<CheckSource> = texts
             .iter()
-            .map(|(p, t)| CheckSource {
+            .filter(|t| !t.3)
+            .map(|(p, t, _, _)| CheckSource {
                 path: p.display().to_string(),
                 text: t.clone(),
             })
@@ -152,91 +167,122 @@ pub async fn reload(service: &Arc<Service>) {
         tracing::error!("the policy check failed to run");
         return;
     };
+    let checked_files: Vec<&(PathBuf, String, [u8; 32], bool)> =
+        texts.iter().filter(|t| !t.3).collect();
 
-    // Per file: its errors, or its policies.
+    // Who owns which name among the files not checked again.
+    let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (path, _, _, unchanged) in &texts {
+        if *unchanged && let Some(f) = previous.get(path) {
+            for name in &f.policies {
+                owners.insert(name.clone(), path.clone());
+            }
+        }
+    }
+
+    // Per checked file: its errors, or its policies.
     let mut errors: BTreeMap<PathBuf, String> = unreadable;
+    let mut note = |path: &Path, message: String| {
+        let entry = errors.entry(path.to_path_buf()).or_default();
+        if !entry.is_empty() {
+            entry.push_str("; ");
+        }
+        entry.push_str(&message);
+    };
     for d in result
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
     {
-        let Some((path, text)) = texts.get(d.file) else {
+        let Some((path, text, _, _)) = checked_files.get(d.file) else {
             continue;
         };
         let (line, column) = crate::diagnostic::line_col(text, d.span().start);
-        let entry = errors.entry(path.clone()).or_default();
-        if !entry.is_empty() {
-            entry.push_str("; ");
-        }
-        entry.push_str(&format!(
-            "{}:{line}:{column}: {} ({})",
-            path.display(),
-            d.message,
-            d.code
-        ));
+        note(
+            path,
+            format!(
+                "{}:{line}:{column}: {} ({})",
+                path.display(),
+                d.message,
+                d.code
+            ),
+        );
     }
     let mut good: BTreeMap<PathBuf, Vec<Policy>> = BTreeMap::new();
     for p in result.policies {
-        if let Some((path, _)) = texts.get(p.file)
-            && !errors.contains_key(path)
-        {
-            good.entry(path.clone()).or_default().push(p.policy);
+        let Some((path, _, _, _)) = checked_files.get(p.file) else {
+            continue;
+        };
+        if let Some(owner) = owners.get(&p.policy.name) {
+            note(
+                path,
+                format!(
+                    "{}: policy `{}` is already defined in `{}` ({})",
+                    path.display(),
+                    p.policy.name,
+                    owner.display(),
+                    crate::diagnostic::Code::DuplicatePolicy
+                ),
+            );
+            continue;
         }
+        good.entry(path.clone()).or_default().push(p.policy);
     }
 
-    let previous = service.files.lock().map(|f| f.clone()).unwrap_or_default();
     let mut files = BTreeMap::new();
-    let mut wanted: BTreeMap<String, (Option<Policy>, PathBuf)> = BTreeMap::new();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let digests: BTreeMap<&PathBuf, ([u8; 32], bool)> =
+        texts.iter().map(|(p, _, d, u)| (p, (*d, *u))).collect();
     let present: BTreeSet<PathBuf> = texts
         .iter()
-        .map(|(p, _)| p.clone())
+        .map(|(p, _, _, _)| p.clone())
         .chain(errors.keys().cloned())
         .collect();
     for path in &present {
-        if let Some(error) = errors.get(path) {
+        let (digest, unchanged) = digests.get(path).copied().unwrap_or(([0; 32], false));
+        if unchanged && let Some(f) = previous.get(path) {
+            wanted.extend(f.policies.iter().cloned());
+            files.insert(path.clone(), f.clone());
+        } else if let Some(error) = errors.get(path) {
             // The last good version keeps running.
             let kept = previous
                 .get(path)
                 .map(|f| f.policies.clone())
                 .unwrap_or_default();
-            tracing::error!(file = %path.display(), kept = ?kept, "policy file not loaded: {error}");
-            for name in &kept {
-                wanted.insert(name.clone(), (None, path.clone()));
+            if previous.get(path).and_then(|f| f.error.as_ref()) != Some(error) {
+                tracing::error!(file = %path.display(), kept = ?kept, "policy file not loaded: {error}");
             }
+            wanted.extend(kept.iter().cloned());
             files.insert(
                 path.clone(),
                 FileStatus {
                     path: path.clone(),
                     policies: kept,
                     error: Some(error.clone()),
+                    digest,
                 },
             );
         } else {
             let policies = good.remove(path).unwrap_or_default();
-            let names = policies.iter().map(|p| p.name.clone()).collect();
+            let names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
             for p in policies {
-                wanted.insert(p.name.clone(), (Some(p), path.clone()));
+                service.install(p, path);
             }
+            wanted.extend(names.iter().cloned());
             files.insert(
                 path.clone(),
                 FileStatus {
                     path: path.clone(),
                     policies: names,
                     error: None,
+                    digest,
                 },
             );
         }
     }
-    for (name, (policy, path)) in &wanted {
-        if let Some(policy) = policy {
-            service.install(policy.clone(), path);
-        } else if service.slot(name).is_none() {
-            tracing::warn!(policy = %name, "no good version of this policy was ever loaded");
-        }
-    }
     let running: Vec<String> = service.all_slots().iter().map(|s| s.name.clone()).collect();
     for name in running {
-        if !wanted.contains_key(&name) {
+        if !wanted.contains(&name) {
             tracing::info!(policy = %name, "policy removed");
             service.uninstall(&name);
         }
@@ -267,6 +313,7 @@ pub async fn reload(service: &Arc<Service>) {
         .inc();
     tracing::info!(
         files = files.len(),
+        checked = checked_files.len(),
         failed,
         policies = service.all_slots().len(),
         "policies loaded"

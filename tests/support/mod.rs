@@ -412,9 +412,14 @@ impl Serve {
     }
 
     /// SIGTERM, then wait: the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
+    pub fn terminate(self) -> Option<i32> {
+        self.signal("-TERM")
+    }
+
+    /// Send a signal (`-TERM`, `-INT`), then wait: the exit code.
+    pub fn signal(mut self, signal: &str) -> Option<i32> {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
