@@ -993,8 +993,9 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     let address = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    policies::reload(&service).await;
+    // Watch first, so that no change between the first load and the watch is missed.
     let _watcher = policies::watch(&service).map_err(StartError)?;
+    policies::reload(&service).await;
     let http = tokio::spawn(http::serve(service.clone(), listener));
     let writer = tokio::spawn({
         let s = service.clone();
