@@ -271,8 +271,13 @@ impl Service {
         let mut actuators = BTreeMap::new();
         for a in &loaded.config.actuators {
             let actuator = runtime.load(a, &loaded.base).map_err(|e| {
+                let hint = if loaded.resolve(&a.plugin).exists() {
+                    ""
+                } else {
+                    "\n  (the shipped plugins are built with: rustup target add wasm32-wasip2 && cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml)"
+                };
                 StartError(format!(
-                    "actuator `{}`: cannot load its plugin: {e}",
+                    "actuator `{}`: cannot load its plugin: {e}{hint}",
                     a.name
                 ))
             })?;
