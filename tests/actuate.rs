@@ -642,6 +642,34 @@ fn one_decision_in_flight_per_target() {
 }
 
 #[test]
+fn more_calls_at_once_than_the_pool_has_instances_wait_instead_of_failing() {
+    // 10,000 policies tick at the same aligned second: their observe calls must queue
+    // for the 64 pooled instances, not fail.
+    let rt = runtime();
+    let trivial = rt
+        .load(
+            &actuator(plugins().1.join("policyctl_trivial.wasm")),
+            Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results = tokio().block_on(futures::future::join_all((0..500).map(|i| {
+        let a = trivial.clone();
+        async move {
+            a.apply(&request(&format!("d{i}"), &format!("t{i}"), 1, 2))
+                .await
+                .0
+        }
+    })));
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 500 failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+#[test]
 fn a_file_that_is_not_an_actuator_is_refused_at_load() {
     let dir = scratch("not-a-plugin");
     let bogus = dir.join("bogus.wasm");

@@ -239,6 +239,9 @@ pub struct Runtime {
     engine: Engine,
     cache_dir: PathBuf,
     stop: Arc<AtomicBool>,
+    /// One permit per instance the pool holds: a call waits for a free instance rather
+    /// than failing when many policies call plugins at the same instant.
+    instances: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Runtime {
@@ -286,6 +289,7 @@ impl Runtime {
             engine,
             cache_dir,
             stop,
+            instances: Arc::new(tokio::sync::Semaphore::new(POOL_INSTANCES as usize)),
         })
     }
 
@@ -380,6 +384,7 @@ impl Runtime {
             tls,
             pre,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
+            instances: self.instances.clone(),
         })
     }
 }
@@ -394,6 +399,7 @@ pub struct Actuator {
     tls: Arc<rustls::ClientConfig>,
     pre: bindings::ActuatorPre<host::HostState>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    instances: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where the host notes the last capability it refused during a call.
@@ -485,6 +491,20 @@ impl Actuator {
             Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
+        // A free instance of the pool first (declared first, released last).
+        let waited = Instant::now();
+        let _instance = match tokio::time::timeout(budget, self.instances.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return (
+                    Err(Failure::Busy(format!(
+                        "all {POOL_INSTANCES} plugin instances stayed in use for {budget:?}"
+                    ))),
+                    CallLog::default(),
+                );
+            }
+        };
+        let budget = budget.saturating_sub(waited.elapsed()).max(EPOCH_TICK);
         let deadline = Instant::now() + budget;
         let (mut store, denied) = match self.store(deadline) {
             Ok(s) => s,

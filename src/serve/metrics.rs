@@ -88,7 +88,28 @@ pub struct Metrics {
     pub engine_seconds: Histogram,
 }
 
+/// One policy's own series, as handles (each is a shared counter or gauge).
+pub struct PolicySeries {
+    pub ticks: Counter,
+    pub replicas_current: Gauge,
+    pub replicas_desired: Gauge,
+    pub override_active: Gauge,
+}
+
 impl Metrics {
+    /// The series of policy `name`, created if needed.
+    pub fn series(&self, name: &str) -> PolicySeries {
+        let p = ByPolicy {
+            policy: name.to_string(),
+        };
+        PolicySeries {
+            ticks: self.ticks.get_or_create(&p).clone(),
+            replicas_current: self.replicas_current.get_or_create(&p).clone(),
+            replicas_desired: self.replicas_desired.get_or_create(&p).clone(),
+            override_active: self.override_active.get_or_create(&p).clone(),
+        }
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("policyctl");
         let m = Metrics {
@@ -204,6 +225,7 @@ impl Metrics {
         let p = ByPolicy {
             policy: policy.to_string(),
         };
+        self.ticks.remove(&p);
         self.replicas_current.remove(&p);
         self.replicas_desired.remove(&p);
         self.override_active.remove(&p);

@@ -140,6 +140,8 @@ pub struct Slot {
     policy: RwLock<Arc<Policy>>,
     last: Mutex<Option<Arc<LastTick>>>,
     busy: AtomicBool,
+    /// This policy's series, looked up once (a tick touches them without a map lookup).
+    series: metrics::PolicySeries,
     /// Unix milliseconds of the next tick.
     next_due: AtomicI64,
     removed: AtomicBool,
@@ -375,6 +377,7 @@ impl Service {
             policy: RwLock::new(policy),
             last: Mutex::new(None),
             busy: AtomicBool::new(false),
+            series: self.metrics.series(&name),
             // A new policy decides at once.
             next_due: AtomicI64::new(now_ms()),
             removed: AtomicBool::new(false),
@@ -600,10 +603,7 @@ impl Service {
             run.schedules = Schedules::new();
         }
         let policy = run.policy.clone();
-        let by_policy = ByPolicy {
-            policy: policy.name.clone(),
-        };
-        self.metrics.ticks.get_or_create(&by_policy).inc();
+        slot.series.ticks.inc();
 
         // Samples, concurrently (identical queries shared across policies).
         let fetches = policy
@@ -640,7 +640,12 @@ impl Service {
         {
             Ok(found) => found,
             Err(error) => {
-                self.metrics.tick_errors.get_or_create(&by_policy).inc();
+                self.metrics
+                    .tick_errors
+                    .get_or_create(&ByPolicy {
+                        policy: policy.name.clone(),
+                    })
+                    .inc();
                 tracing::warn!(policy = %policy.name, "cannot decide: {error}");
                 let last = LastTick {
                     at: now,
@@ -723,19 +728,10 @@ impl Service {
             None if manual.is_some() => "manual override holds the count".into(),
             None => engine::explain::reason(&policy, &result.explanation),
         };
-        self.metrics
-            .replicas_current
-            .get_or_create(&by_policy)
-            .set(i64::from(current));
-        self.metrics
-            .override_active
-            .get_or_create(&by_policy)
-            .set(i64::from(manual.is_some()));
+        slot.series.replicas_current.set(i64::from(current));
+        slot.series.override_active.set(i64::from(manual.is_some()));
         let desired = result.decision.as_ref().map_or(current, |d| d.to);
-        self.metrics
-            .replicas_desired
-            .get_or_create(&by_policy)
-            .set(i64::from(desired));
+        slot.series.replicas_desired.set(i64::from(desired));
         let mut applied = None;
         if let Some(decision) = &result.decision {
             let dry_run = decision.dry_run || self.loaded.config.dry_run;
