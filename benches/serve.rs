@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use policyctl::serve::{self, Service, config, policies};
+use policyctl::serve::{Service, config, policies};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -235,7 +235,6 @@ fn bench(c: &mut Criterion) {
         .store(true, std::sync::atomic::Ordering::Release);
     let _ = tokio.block_on(scheduler);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = serve::WINDOW_GRACE;
 }
 
 criterion_group!(benches, bench);

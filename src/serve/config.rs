@@ -80,10 +80,6 @@ impl ServiceConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
-
-    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
-        self.sources.iter().find(|s| s.name == name)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,16 +131,6 @@ pub struct BasicAuth {
     pub password: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-}
-
-impl SourceKind {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            SourceKind::Prometheus { .. } => "prometheus",
-            SourceKind::Host => "host",
-            SourceKind::File { .. } => "file",
-        }
-    }
 }
 
 /// A configuration as read, with the paths it names resolved against its directory.
@@ -276,7 +262,7 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                 basic_auth,
                 ..
             } => {
-                if reqwest_url_ok(url).is_err() {
+                if !is_http_url(url) {
                     out.push(invalid(
                         url,
                         format!("source `{}`: `{url}` is not an http(s) URL", s.name),
@@ -399,12 +385,10 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
     out
 }
 
-fn reqwest_url_ok(url: &str) -> Result<(), ()> {
-    let uri: http::Uri = url.parse().map_err(|_| ())?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(()),
-        _ => Err(()),
-    }
+/// An `http://` or `https://` URL with a host.
+fn is_http_url(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
 }
 
 /// Read a configuration file.
@@ -432,6 +416,15 @@ mod tests {
     fn the_built_in_configuration_parses() {
         let config = parse(BUILT_IN, 0).map_err(|d| d.message);
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn prometheus_urls_must_be_http_with_a_host() {
+        assert!(is_http_url("http://127.0.0.1:9090"));
+        assert!(is_http_url("https://prometheus.monitoring/prefix"));
+        assert!(!is_http_url("ftp://nowhere"));
+        assert!(!is_http_url("127.0.0.1:9090"));
+        assert!(!is_http_url("http://"));
     }
 
     #[test]

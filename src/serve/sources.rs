@@ -118,14 +118,6 @@ impl Source {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::Prometheus(_) => "prometheus",
-            Source::Host(_) => "host",
-            Source::File(_) => "file",
-        }
-    }
-
     /// The value of `query` at `at`.
     pub async fn instant(&self, query: &str, at: DateTime<Utc>) -> Sample {
         match self {
@@ -458,10 +450,6 @@ impl File {
             repeat,
             started,
         }
-    }
-
-    pub fn columns(&self) -> &[String] {
-        &self.trace.columns
     }
 
     fn read(&self, column: &str, at: DateTime<Utc>) -> Sample {
