@@ -918,9 +918,12 @@ fn for_windows_are_rebuilt_from_prometheus_history_at_start_up() {
         (Some(2), Some(4)),
         "{d}"
     );
-    assert_eq!(
-        serve.policy("backlog")["last"]["current_from"],
-        "current from r"
+    // The tick shows its result once the actuator has answered.
+    assert!(
+        wait_until(10, || serve.policy("backlog")["last"]["current_from"]
+            == "current from r"),
+        "{}",
+        serve.policy("backlog")
     );
 }
 
