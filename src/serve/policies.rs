@@ -79,6 +79,10 @@ pub fn options(loaded: &Loaded) -> Options {
 }
 
 /// The `.scale` files under the watched paths (a missing path has none).
+///
+/// Not `cli::files::collect`: that walker stops at the first unreadable directory, as a
+/// command line should. Here an unreadable subdirectory is skipped, so a permission
+/// slip on one folder cannot unload the policies of every other.
 pub fn scan(paths: &[PathBuf]) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
