@@ -228,23 +228,22 @@ fn check_queries(
             && !known.actuators.contains(&actuator.node)
         {
             ok = false;
-            let mut d = Diagnostic::new(
-                Code::UnknownActuator,
-                file,
-                actuator.span,
-                format!("unknown actuator `{}`", actuator.node),
-            )
-            .label("not in the service configuration");
-            d.help = Some(
-                match suggest::nearest(&actuator.node, known.actuators.iter().map(String::as_str)) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None if known.actuators.is_empty() => {
-                        "the configuration declares no actuator; add one under `actuators`".into()
-                    }
-                    None => format!("declared actuators: {}", known.actuators.join(", ")),
-                },
+            let names: Vec<&str> = known.actuators.iter().map(String::as_str).collect();
+            diags.push(
+                Diagnostic::new(
+                    Code::UnknownActuator,
+                    file,
+                    actuator.span,
+                    format!("unknown actuator `{}`", actuator.node),
+                )
+                .label("not in the service configuration")
+                .help(suggest::help_for(
+                    &actuator.node,
+                    &names,
+                    "declared actuators",
+                    "the configuration declares no actuator; add one under `actuators`",
+                )),
             );
-            diags.push(d);
         }
         let ast::Stmt::Metric { source, query, .. } = &stmt.node else {
             continue;
@@ -254,43 +253,42 @@ fn check_queries(
                 None => {
                     ok = false;
                     let names: Vec<&str> = known.sources.iter().map(|(n, _)| n.as_str()).collect();
-                    let mut d = Diagnostic::new(
-                        Code::UnknownSource,
-                        file,
-                        source.span,
-                        format!("unknown metric source `{}`", source.node),
-                    )
-                    .label("not in the service configuration");
-                    d.help = Some(
-                        match suggest::nearest(&source.node, names.iter().copied()) {
-                            Some(near) => format!("did you mean `{near}`?"),
-                            None if names.is_empty() => {
-                                "the configuration declares no source; add one under `sources`"
-                                    .into()
-                            }
-                            None => format!("declared sources: {}", names.join(", ")),
-                        },
+                    diags.push(
+                        Diagnostic::new(
+                            Code::UnknownSource,
+                            file,
+                            source.span,
+                            format!("unknown metric source `{}`", source.node),
+                        )
+                        .label("not in the service configuration")
+                        .help(suggest::help_for(
+                            &source.node,
+                            &names,
+                            "declared sources",
+                            "the configuration declares no source; add one under `sources`",
+                        )),
                     );
-                    diags.push(d);
                     continue;
                 }
                 Some((_, Queries::OneOf { what, names })) => {
                     if !names.contains(&query.value) {
                         ok = false;
-                        let mut d = Diagnostic::new(
-                            Code::InvalidQuery,
-                            file,
-                            query.span,
-                            format!("source `{}` has no {what} `{}`", source.node, query.value),
-                        )
-                        .label("unknown here");
-                        d.help = Some(
-                            match suggest::nearest(&query.value, names.iter().map(String::as_str)) {
-                                Some(near) => format!("did you mean `{near}`?"),
-                                None => format!("one of: {}", names.join(", ")),
-                            },
+                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                        diags.push(
+                            Diagnostic::new(
+                                Code::InvalidQuery,
+                                file,
+                                query.span,
+                                format!("source `{}` has no {what} `{}`", source.node, query.value),
+                            )
+                            .label("unknown here")
+                            .help(suggest::help_for(
+                                &query.value,
+                                &names,
+                                "one of",
+                                "this source answers no query (is its trace readable?)",
+                            )),
                         );
-                        diags.push(d);
                     }
                     continue;
                 }

@@ -30,6 +30,16 @@ pub fn did_you_mean<'a>(
     nearest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
+/// `help` for a name that is not among `known`: the near name if there is one, else the
+/// list of what exists (`"{listed}: a, b"`), else `when_empty`.
+pub fn help_for(name: &str, known: &[&str], listed: &str, when_empty: &str) -> String {
+    match did_you_mean(name, known.iter().copied()) {
+        Some(help) => help,
+        None if known.is_empty() => when_empty.to_string(),
+        None => format!("{listed}: {}", known.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
