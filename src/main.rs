@@ -3,7 +3,7 @@
 
 mod cli;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -365,13 +365,14 @@ fn run_fmt(paths: &[PathBuf], check_only: bool) -> u8 {
 }
 
 fn fmt_stdin() -> u8 {
-    let mut text = String::new();
-    if let Err(e) = std::io::stdin()
-        .take(files::MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
+    // Refuse rather than truncate: formatting a cut policy would lose its end.
+    let text = match policyctl::input::read_all(std::io::stdin().lock(), files::MAX_FILE_BYTES)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into()))
     {
-        return fail(&format!("cannot read standard input: {e}"));
-    }
+        Ok(text) => text,
+        Err(e) => return fail(&format!("cannot format standard input: {e}")),
+    };
     match format(&text) {
         Ok(out) => {
             print!("{out}");
@@ -390,8 +391,16 @@ fn fmt_stdin() -> u8 {
 }
 
 /// Write through a temporary file in the same directory and rename it over the
-/// original, so that an interrupted `fmt` never leaves half a policy behind.
+/// original, so that an interrupted `fmt` never leaves half a policy behind. A symbolic
+/// link is written through: the file it leads to is replaced, and the link stays.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let resolved;
+    let path = if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        resolved = std::fs::canonicalize(path)?;
+        resolved.as_path()
+    } else {
+        path
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

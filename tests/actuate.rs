@@ -148,11 +148,13 @@ fn command_runs_granted_scripts_with_the_decision_in_argv() {
     config.allow_commands = vec![
         AllowCommand {
             program: scale_s.clone(),
-            args_prefix: vec![],
+            args: vec!["{name}".into(), "{int}".into()],
+            args_prefix: None,
         },
         AllowCommand {
             program: count_s.clone(),
-            args_prefix: vec![],
+            args: vec!["{name}".into()],
+            args_prefix: None,
         },
     ];
     let a = rt
@@ -181,7 +183,8 @@ fn command_runs_granted_scripts_with_the_decision_in_argv() {
     let mut denied = config.clone();
     denied.allow_commands = vec![AllowCommand {
         program: count_s,
-        args_prefix: vec![],
+        args: vec!["{name}".into()],
+        args_prefix: None,
     }];
     let a = rt
         .load(&denied, Path::new("."))
@@ -216,7 +219,8 @@ fn command_exit_75_is_retried_with_the_same_decision() {
     config.settings = settings(&[("apply", &format!("[\"{flaky_s}\", \"{{id}}\"]"))]);
     config.allow_commands = vec![AllowCommand {
         program: flaky_s,
-        args_prefix: vec![],
+        args: vec!["{name}".into()],
+        args_prefix: None,
     }];
     let a = rt
         .load(&config, Path::new("."))
@@ -765,7 +769,11 @@ fn compiled_components_are_cached_on_disk_and_a_bad_cache_entry_is_recompiled() 
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
-    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    assert_eq!(
+        entries.len(),
+        1,
+        "one compiled component in the cache: {entries:?}"
+    );
     // A damaged entry is not trusted: the component is compiled again.
     std::fs::write(&entries[0], b"garbage").unwrap_or_else(|e| panic!("{e}"));
     let a = rt
@@ -980,4 +988,230 @@ fn the_example_actuators_load() {
         rt.load(config, &root.join("examples"))
             .unwrap_or_else(|e| panic!("actuator `{}`: {e}", config.name));
     }
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn host_side_resources_are_bounded_per_call() {
+    let rt = runtime();
+    let tokio = tokio();
+    // Header maps kept by the host, outside the plugin's 64 MiB: before the limit, one
+    // 5 s call drove the host to ~5 GB.
+    let before = rss_kib();
+    for (headers, limit) in [("2", "host_resources"), ("8", "header_bytes")] {
+        let a = rt
+            .load(
+                &hostile("fields-flood", &[("headers", headers)], budget(5000)),
+                Path::new("."),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let (result, _) = tokio.block_on(a.apply(&request("f", "t", 1, 2)));
+        match &result {
+            Err(Failure::ResourceLimit(why)) => assert!(why.contains(limit), "{why}"),
+            other => panic!("expected a resource limit on {limit}, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the limit was reached late"
+        );
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 200 * 1024, "the host grew by {grown} KiB");
+
+    // An 8 MB error message is cut, and says so.
+    let a = rt
+        .load(&hostile("huge-error", &[], budget(5000)), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    match tokio.block_on(a.apply(&request("e", "t", 1, 2))).0 {
+        Err(Failure::Unavailable(m)) => {
+            assert!(
+                m.len() <= Limits::default().message_bytes + 64,
+                "{} bytes",
+                m.len()
+            );
+            assert!(m.ends_with("more bytes cut)"), "{}", &m[m.len() - 40..]);
+        }
+        other => panic!("expected the plugin's error, got {other:?}"),
+    }
+}
+
+#[test]
+fn connections_per_call_are_capped() {
+    let tokio = tokio();
+    tokio.block_on(async {
+        let server = Server::start(|_| Reply::json(200, "{}")).await;
+        let url = format!("http://127.0.0.1:{}", server.port);
+        let mut config = hostile("http-flood", &[("url", &format!("{url}/"))], budget(5000));
+        config.allow_http = vec![url];
+        let rt = runtime();
+        let a = rt
+            .load(&config, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match a.apply(&request("c", "t", 1, 2)).await.0 {
+            Err(Failure::Denied(why)) => assert!(why.contains("http_requests"), "{why}"),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        assert_eq!(
+            server.requests().len(),
+            Limits::default().http_requests as usize
+        );
+    });
+}
+
+#[test]
+fn credentials_go_only_to_the_origin_and_path_they_were_configured_for() {
+    let tokio = tokio();
+    tokio.block_on(async {
+        let server = Server::start(|_| Reply::json(200, "{}")).await;
+        let dir = scratch("inject-exact");
+        let secret = dir.join("token");
+        std::fs::write(&secret, "s3cret").unwrap_or_else(|e| panic!("{e}"));
+        let origin = format!("http://127.0.0.1:{}", server.port);
+        let rt = runtime();
+        let get = |path: &str, pattern: String| {
+            let mut config = hostile(
+                "http-not-granted",
+                &[("url", &format!("{origin}{path}"))],
+                budget(3000),
+            );
+            config.allow_http = vec![origin.clone()];
+            config.inject_headers = vec![InjectHeader {
+                url: pattern,
+                header: "authorization".into(),
+                value_from_file: secret.clone(),
+            }];
+            rt.load(&config, Path::new("."))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // The port as a string prefix of the real one: `:1808` against `:18080`.
+        let shorter = format!("http://127.0.0.1:{}", server.port / 10);
+        let _ = get("/x", shorter).apply(&request("i1", "t", 1, 2)).await;
+        // A path as a string prefix of another: `/api` against `/api-evil`.
+        let _ = get("/api-evil", format!("{origin}/api"))
+            .apply(&request("i2", "t", 1, 2))
+            .await;
+        // The right origin and a path below the configured one: sent.
+        let _ = get("/api/v1", format!("{origin}/api"))
+            .apply(&request("i3", "t", 1, 2))
+            .await;
+        let seen: Vec<(String, Option<String>)> = server
+            .requests()
+            .iter()
+            .map(|r| {
+                (
+                    r.path.clone(),
+                    r.header("authorization").map(str::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("/x".to_string(), None),
+                ("/api-evil".to_string(), None),
+                ("/api/v1".to_string(), Some("s3cret".to_string())),
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_stuck_actuator_delays_only_its_own_calls() {
+    // 70 calls of an actuator that spins to its budget: before per-actuator shares,
+    // they held all 64 pooled instances and another actuator's call failed `busy`.
+    let dir = scratch("starvation");
+    let rt = runtime();
+    let tokio = tokio();
+    let stuck = rt
+        .load(&hostile("loop", &[], budget(2000)), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = actuator(shipped("record"));
+    config.settings = settings(&[("path", "/out/d.jsonl")]);
+    config.files = vec![FileGrant {
+        host: dir,
+        guest: "/out".into(),
+        write: true,
+    }];
+    let recorder = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio.block_on(async {
+        let spinning: Vec<_> = (0..70)
+            .map(|i| {
+                let s = stuck.clone();
+                tokio::spawn(async move {
+                    s.apply(&request(&format!("s{i}"), &format!("s{i}"), 1, 2))
+                        .await
+                        .0
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let result = recorder.apply(&request("r", "r", 1, 2)).await.0;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "took {:?}",
+            started.elapsed()
+        );
+        for s in spinning {
+            let _ = s.await;
+        }
+    });
+}
+
+#[test]
+fn a_granted_command_leaves_no_process_behind() {
+    let dir = scratch("orphan");
+    let script = dir.join("orphan.sh");
+    let pidfile = dir.join("pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 60 &\necho $! > {}\necho started\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _ = Command::new("chmod").arg("+x").arg(&script).status();
+    let program = script.display().to_string();
+    let mut config = hostile(
+        "orphan",
+        &[("program", &program), ("arg", "x")],
+        budget(5000),
+    );
+    config.allow_commands = vec![AllowCommand {
+        program: program.clone(),
+        args: vec!["x".into()],
+        args_prefix: None,
+    }];
+    let rt = runtime();
+    let a = rt
+        .load(&config, Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let result = tokio().block_on(a.apply(&request("o", "t", 1, 2))).0;
+    assert!(result.is_ok(), "{result:?}");
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(!pid.is_empty());
+    // Gone, or a zombie waiting for a reaper: never running.
+    let alive = support::wait_until(5, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+        matches!(state, Some('Z') | None)
+    });
+    assert!(alive, "the command's child {pid} outlived the call");
 }

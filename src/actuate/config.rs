@@ -66,14 +66,22 @@ pub struct InjectHeader {
     pub value_from_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowCommand {
     /// The program, as an absolute path; matched exactly.
     pub program: String,
-    /// The arguments must start with these.
+    /// The whole argument list, one pattern per argument: a literal, `{int}` (a whole
+    /// number), `{name}` (letters, digits and `._/:-`, not starting with `-`) or `{any}`
+    /// (any text not starting with `-`). Without `args` (and without `args_prefix`),
+    /// the program runs with no argument at all.
     #[serde(default)]
-    pub args_prefix: Vec<String>,
+    pub args: Vec<String>,
+    /// Dangerous, and only where the program is known to be harmless whatever follows:
+    /// the arguments must start with these, and *any* may follow (`find` with a prefix
+    /// becomes `find … -exec sh -c …`). Replaces `args` when given.
+    #[serde(default)]
+    pub args_prefix: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +111,19 @@ pub struct Limits {
     pub log_line_bytes: usize,
     /// Attempts of one decision, retries of transient errors included.
     pub attempts: u32,
+    /// Bytes kept of the plugin's own error or outcome message.
+    pub message_bytes: usize,
+    /// Host-side resources one call may hold at once (HTTP fields, requests, bodies,
+    /// streams, pollables, open files and directories): each is host memory or a
+    /// descriptor outside `memory_mib`.
+    pub host_resources: usize,
+    /// Bytes of one set of HTTP headers (as the host holds them in memory).
+    pub header_bytes: usize,
+    /// Outgoing HTTP requests (each a connection) in one call.
+    pub http_requests: u32,
+    /// Calls of this actuator that may run at once; more wait their turn (within their
+    /// budget), so a stuck actuator delays only its own policies.
+    pub concurrency: usize,
 }
 
 impl Default for Limits {
@@ -115,6 +136,11 @@ impl Default for Limits {
             log_lines: 100,
             log_line_bytes: 1024,
             attempts: 4,
+            message_bytes: 4096,
+            host_resources: 64,
+            header_bytes: 64 * 1024,
+            http_requests: 16,
+            concurrency: 8,
         }
     }
 }

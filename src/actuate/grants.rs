@@ -165,7 +165,8 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// Whether `program args...` is allowed by one of the grants.
+/// Whether `program args...` is allowed by one of the grants: the whole argument list
+/// matches the grant's patterns, one for one, or (`args_prefix`) starts with its prefix.
 pub fn command_allowed(
     grants: &[super::config::AllowCommand],
     program: &str,
@@ -173,9 +174,61 @@ pub fn command_allowed(
 ) -> bool {
     grants.iter().any(|g| {
         g.program == program
-            && args.len() >= g.args_prefix.len()
-            && g.args_prefix.iter().zip(args).all(|(a, b)| a == b)
+            && match &g.args_prefix {
+                Some(prefix) => {
+                    args.len() >= prefix.len() && prefix.iter().zip(args).all(|(a, b)| a == b)
+                }
+                None => {
+                    args.len() == g.args.len()
+                        && g.args.iter().zip(args).all(|(p, a)| arg_matches(p, a))
+                }
+            }
     })
+}
+
+/// One argument against one pattern: `{int}`, `{name}`, `{any}` or a literal.
+fn arg_matches(pattern: &str, arg: &str) -> bool {
+    let value = !arg.is_empty() && !arg.starts_with('-');
+    match pattern {
+        "{int}" => value && arg.bytes().all(|b| b.is_ascii_digit()),
+        "{name}" => {
+            value
+                && arg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._/:-".contains(&b))
+        }
+        "{any}" => value,
+        literal => literal == arg,
+    }
+}
+
+/// Whether a credential configured for `pattern` (`scheme://host[:port][/path]`) goes
+/// with a request: scheme, host and port exactly (the port defaults by scheme), and
+/// the path by whole segments (`/api` covers `/api` and `/api/x`, not `/api-evil`).
+pub fn inject_matches(pattern: &str, scheme: &str, host: &str, port: u16, path: &str) -> bool {
+    let Ok(uri) = pattern.parse::<http::Uri>() else {
+        return false;
+    };
+    let (Some(p_scheme), Some(p_host)) = (uri.scheme_str(), uri.host()) else {
+        return false;
+    };
+    let default_port = |s: &str| {
+        if s.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        }
+    };
+    let p_port = uri.port_u16().unwrap_or(default_port(p_scheme));
+    let prefix = uri.path().trim_end_matches('/');
+    p_scheme.eq_ignore_ascii_case(scheme)
+        && p_host.eq_ignore_ascii_case(host)
+        && p_port == port
+        && (prefix.is_empty()
+            || path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/')))
 }
 
 #[cfg(test)]
@@ -242,10 +295,66 @@ mod tests {
     }
 
     #[test]
+    fn credentials_go_only_to_their_own_origin_and_path() {
+        let m = |pattern: &str, url: &str| {
+            let uri: http::Uri = url.parse().unwrap_or_default();
+            let scheme = uri.scheme_str().unwrap_or("");
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            inject_matches(pattern, scheme, uri.host().unwrap_or(""), port, uri.path())
+        };
+        assert!(m("http://127.0.0.1:1808", "http://127.0.0.1:1808/x"));
+        assert!(!m("http://127.0.0.1:1808", "http://127.0.0.1:18080/"));
+        assert!(m("https://kube/api", "https://kube/api"));
+        assert!(m("https://kube/api/", "https://kube/api/v1/x"));
+        assert!(!m("https://kube/api", "https://kube/api-evil"));
+        assert!(!m(
+            "https://api.example.com",
+            "https://api.example.com.other.example.com/"
+        ));
+        assert!(m("https://api.example.com", "https://API.example.com:443/"));
+        assert!(!m("https://api.example.com", "http://api.example.com/"));
+        assert!(!m(
+            "https://api.example.com",
+            "https://api.example.com:8443/"
+        ));
+        assert!(!m("not a url", "https://api.example.com/"));
+    }
+
+    #[test]
+    fn commands_match_their_whole_argument_list() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let grants = vec![AllowCommand {
+            program: "/usr/local/bin/workers".into(),
+            args: args(&["scale", "{name}", "{int}"]),
+            args_prefix: None,
+        }];
+        let ok = |a: &[&str]| command_allowed(&grants, "/usr/local/bin/workers", &args(a));
+        assert!(ok(&["scale", "shop/web", "4"]));
+        assert!(!ok(&["scale", "shop/web", "4", "--force"]));
+        assert!(!ok(&["scale", "-exec", "4"]));
+        assert!(!ok(&["scale", "web", "4; rm"]));
+        assert!(!ok(&["scale", "web"]));
+        // No pattern at all: the program alone.
+        let bare = vec![AllowCommand {
+            program: "/usr/bin/find".into(),
+            ..AllowCommand::default()
+        }];
+        assert!(command_allowed(&bare, "/usr/bin/find", &[]));
+        assert!(!command_allowed(
+            &bare,
+            "/usr/bin/find",
+            &args(&[".", "-exec", "sh"])
+        ));
+    }
+
+    #[test]
     fn commands_match_program_and_argument_prefix() {
         let grants = vec![AllowCommand {
             program: "/usr/bin/docker".into(),
-            args_prefix: vec!["compose".into(), "-f".into()],
+            args: vec![],
+            args_prefix: Some(vec!["compose".into(), "-f".into()]),
         }];
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(command_allowed(

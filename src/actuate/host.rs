@@ -121,8 +121,26 @@ impl command::Host for HostState {
     }
 }
 
+/// Kills a command's whole process group when dropped: at the timeout, when the call
+/// ends, and when the call itself is dropped (its budget ran out). A child that moved
+/// to a group of its own (`setsid`) escapes this; docs/security.md says so.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the process group the child
+            // leads (it was started with process_group(0)); no memory is involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Run a granted program: no shell, an empty environment, no stdin, output capped,
-/// killed at the timeout.
+/// in a process group of its own that is killed, children and all, when the call
+/// ends or times out.
 async fn run_command(
     program: &str,
     args: &[String],
@@ -136,8 +154,10 @@ async fn run_command(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .map_err(|e| command::CommandError::Failed(format!("cannot start `{program}`: {e}")))?;
+    let _group = Group(child.id());
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(command::CommandError::Failed("no output pipes".into()));
     };

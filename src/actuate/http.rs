@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::config::InjectHeader;
-use super::grants::{HttpGrant, is_internal};
+use super::grants::{HttpGrant, inject_matches, is_internal};
 
 /// Why the hook refused a request, kept so the call's failure can say so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub struct HttpHooks {
     pub deadline: Instant,
     /// The last request this hook refused, and why.
     pub denied: Arc<std::sync::Mutex<Option<Denial>>>,
+    /// Requests sent so far in this call, and the most allowed (`http_requests`).
+    pub sent: u32,
+    pub max_requests: u32,
 }
 
 type Response = http::Response<WasiBody>;
@@ -55,6 +58,13 @@ impl WasiHttpHooks for HttpHooks {
         options: Option<RequestOptions>,
         _fut: Io,
     ) -> Sent {
+        self.sent += 1;
+        if self.sent > self.max_requests {
+            return self.deny(format!(
+                "more than {} HTTP requests in one call (limits.http_requests)",
+                self.max_requests
+            ));
+        }
         let uri = request.uri().clone();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let Some(host) = uri.host().map(str::to_string) else {
@@ -75,13 +85,11 @@ impl WasiHttpHooks for HttpHooks {
             ));
         }
         // Credentials: added here, after the plugin built the request.
-        let url = format!("{scheme}://{host}:{port}{}", uri.path());
-        let url_default = format!("{scheme}://{host}{}", uri.path());
         for inject in self.inject.iter() {
-            if url.starts_with(inject.url.trim_end_matches('/'))
-                || url_default.starts_with(inject.url.trim_end_matches('/'))
-            {
-                let Ok(value) = std::fs::read_to_string(&inject.value_from_file) else {
+            if inject_matches(&inject.url, &scheme, &host, port, uri.path()) {
+                let Ok(value) =
+                    crate::input::read_text(&inject.value_from_file, crate::input::caps::SECRET)
+                else {
                     return self.deny(format!(
                         "the credential file `{}` cannot be read",
                         inject.value_from_file.display()

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
     Trap, UpdateDeadline,
@@ -51,6 +51,9 @@ use bindings::policyctl::actuator::types as wit;
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Instances that may exist at once in the pool (and so concurrent calls).
 const POOL_INSTANCES: u32 = 64;
+/// Descriptors kept out of plugins' reach: the state file, policy files, sockets of the
+/// HTTP API and of metric sources always find one free.
+const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -111,6 +114,9 @@ pub enum Failure {
     StackOverflow,
     /// The plugin trapped (a Rust plugin's panic is an `unreachable` trap).
     Trap(String),
+    /// The plugin held more host-side resources than `host_resources`, or a set of
+    /// headers larger than `header_bytes`.
+    ResourceLimit(String),
     /// A capability the plugin used was not granted (and the plugin gave up on it).
     Denied(String),
     /// Another decision for this target is still in flight.
@@ -142,6 +148,7 @@ impl Failure {
             Failure::MemoryLimit(_) => "memory-limit",
             Failure::StackOverflow => "stack-overflow",
             Failure::Trap(_) => "trap",
+            Failure::ResourceLimit(_) => "resource-limit",
             Failure::Denied(_) => "denied",
             Failure::Busy(_) => "busy",
             Failure::Load(_) => "load",
@@ -160,6 +167,7 @@ impl fmt::Display for Failure {
             | Failure::Conflict(m)
             | Failure::Unavailable(m)
             | Failure::Trap(m)
+            | Failure::ResourceLimit(m)
             | Failure::Denied(m)
             | Failure::Busy(m)
             | Failure::Load(m) => {
@@ -190,6 +198,47 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+impl Failure {
+    /// The plugin's own error, its text cut to `max` bytes: a plugin chooses what it
+    /// returns, and an 8 MB message must not become an 8 MB log line every tick.
+    fn from_plugin(e: wit::ActuationError, max: usize) -> Failure {
+        let cut = |m: String| truncate(m, max);
+        match Failure::from(e) {
+            Failure::InvalidConfig(m) => Failure::InvalidConfig(cut(m)),
+            Failure::InvalidDecision(m) => Failure::InvalidDecision(cut(m)),
+            Failure::NotFound(m) => Failure::NotFound(cut(m)),
+            Failure::Forbidden(m) => Failure::Forbidden(cut(m)),
+            Failure::Unsupported(m) => Failure::Unsupported(cut(m)),
+            Failure::Conflict(m) => Failure::Conflict(cut(m)),
+            Failure::Unavailable(m) => Failure::Unavailable(cut(m)),
+            Failure::RateLimited {
+                message,
+                retry_after,
+            } => Failure::RateLimited {
+                message: cut(message),
+                retry_after,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how much was
+/// left out.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!("… ({} more bytes cut)", total - cut));
+    text
+}
 
 impl From<wit::ActuationError> for Failure {
     fn from(e: wit::ActuationError) -> Self {
@@ -242,6 +291,25 @@ pub struct Runtime {
     /// One permit per instance the pool holds: a call waits for a free instance rather
     /// than failing when many policies call plugins at the same instant.
     instances: Arc<tokio::sync::Semaphore>,
+    /// One permit per descriptor plugins may hold in all: the process's limit less
+    /// `RESERVED_DESCRIPTORS`. A call takes as many as it may open (`host_resources` +
+    /// `http_requests`) before it starts.
+    descriptors: Arc<tokio::sync::Semaphore>,
+    descriptor_total: u32,
+}
+
+/// The soft limit on open descriptors of this process.
+pub fn descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
 }
 
 impl Drop for Runtime {
@@ -285,18 +353,26 @@ impl Runtime {
             })
             .map_err(|e| Failure::Load(format!("cannot start the epoch thread: {e}")))?;
         let cache_dir = cache_dir.unwrap_or_else(|| std::env::temp_dir().join("policyctl-cache"));
+        let descriptor_total = u32::try_from(
+            descriptor_limit()
+                .saturating_sub(RESERVED_DESCRIPTORS)
+                .clamp(64, 1 << 20),
+        )
+        .unwrap_or(1 << 20);
         Ok(Runtime {
             engine,
             cache_dir,
             stop,
             instances: Arc::new(tokio::sync::Semaphore::new(POOL_INSTANCES as usize)),
+            descriptors: Arc::new(tokio::sync::Semaphore::new(descriptor_total as usize)),
+            descriptor_total,
         })
     }
 
     /// Compile a component, or load it from the cache when this exact file was compiled
     /// before by this exact engine.
     fn component(&self, path: &Path) -> Result<Component, Failure> {
-        let bytes = std::fs::read(path)
+        let bytes = crate::input::read_bytes(path, crate::input::caps::PLUGIN)
             .map_err(|e| Failure::Load(format!("cannot read `{}`: {e}", path.display())))?;
         let mut hasher = Sha256::new();
         hasher.update(&bytes);
@@ -376,6 +452,13 @@ impl Runtime {
         }
         let ca_files: Vec<PathBuf> = config.tls_ca_files.iter().map(|f| base.join(f)).collect();
         let tls = http::tls_config(&ca_files).map_err(Failure::InvalidConfig)?;
+        // No actuator may hold more than half the plugins' descriptors, whatever its
+        // `concurrency`: a flood of one leaves room for every other.
+        let per_call = config.limits.host_resources + config.limits.http_requests as usize;
+        let fair = (self.descriptor_total as usize / 2 / per_call.max(1)).max(1);
+        let share = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.concurrency.clamp(1, fair),
+        ));
         Ok(Actuator {
             name: config.name.clone(),
             settings: Arc::new(config.settings.clone()),
@@ -385,6 +468,9 @@ impl Runtime {
             pre,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             instances: self.instances.clone(),
+            descriptors: self.descriptors.clone(),
+            descriptor_total: self.descriptor_total,
+            share,
         })
     }
 }
@@ -400,6 +486,10 @@ pub struct Actuator {
     pre: bindings::ActuatorPre<host::HostState>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     instances: Arc<tokio::sync::Semaphore>,
+    descriptors: Arc<tokio::sync::Semaphore>,
+    descriptor_total: u32,
+    /// This actuator's own share of calls (`limits.concurrency`).
+    share: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where the host notes the last capability it refused during a call.
@@ -444,16 +534,24 @@ impl Actuator {
         let limits = &self.config.limits;
         let memory =
             usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        // Host memory and descriptors a plugin can make the host hold are bounded per
+        // call: entries in its resource table, and the size of each set of headers.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.host_resources);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits.header_bytes);
         let state = host::HostState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             hooks: http::HttpHooks {
                 grants: self.grants.clone(),
                 tls: self.tls.clone(),
                 inject: Arc::new(self.config.inject_headers.clone()),
                 deadline,
                 denied: denied.clone(),
+                sent: 0,
+                max_requests: limits.http_requests,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)
@@ -491,14 +589,28 @@ impl Actuator {
             Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
-        // A free instance of the pool first (declared first, released last).
+        // This actuator's share first, then a free instance of the pool (declared
+        // first, released last): a stuck actuator queues on its own share and never
+        // holds more of the pool than that.
         let waited = Instant::now();
-        let _instance = match tokio::time::timeout(budget, self.instances.acquire()).await {
-            Ok(Ok(permit)) => permit,
+        let limits = &self.config.limits;
+        let fds = u32::try_from(limits.host_resources)
+            .unwrap_or(u32::MAX)
+            .saturating_add(limits.http_requests)
+            .min(self.descriptor_total);
+        let permits = async {
+            let share = self.share.acquire().await;
+            let instance = self.instances.acquire().await;
+            let fds = self.descriptors.acquire_many(fds).await;
+            (share, instance, fds)
+        };
+        let (_share, _instance, _fds) = match tokio::time::timeout(budget, permits).await {
+            Ok((Ok(share), Ok(instance), Ok(fds))) => (share, instance, fds),
             _ => {
                 return (
                     Err(Failure::Busy(format!(
-                        "all {POOL_INSTANCES} plugin instances stayed in use for {budget:?}"
+                        "no plugin instance came free for `{}` within {budget:?} ({} calls of it at most at once, {} in all)",
+                        self.name, self.config.limits.concurrency, POOL_INSTANCES
                     ))),
                     CallLog::default(),
                 );
@@ -510,7 +622,7 @@ impl Actuator {
             Ok(s) => s,
             Err(e) => return (Err(e), CallLog::default()),
         };
-        let limit_mib = self.config.limits.memory_mib;
+        let limits = &self.config.limits;
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             f(&instance, &mut store).await
@@ -518,7 +630,7 @@ impl Actuator {
         // The outer clock covers host calls too, which epochs cannot interrupt.
         let result = match tokio::time::timeout(budget + EPOCH_TICK * 5, run).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(classify(&e, budget, limit_mib)),
+            Ok(Err(e)) => Err(classify(&e, budget, limits)),
             Err(_) => Err(Failure::Timeout(budget)),
         };
         let denied = denied.lock().ok().and_then(|d| d.clone()).map(|d| d.0);
@@ -549,13 +661,14 @@ impl Actuator {
 
     pub async fn observe(&self, target: &str) -> (Result<Observation, Failure>, CallLog) {
         let target = target.to_string();
+        let max = self.config.limits.message_bytes;
         let (result, log) = self
             .call(self.config.limits.timeout(), move |a, s| {
                 Box::pin(async move { a.call_observe(s, &target).await })
             })
             .await;
         let result = result
-            .and_then(|r| r.map_err(Failure::from))
+            .and_then(|r| r.map_err(|e| Failure::from_plugin(e, max)))
             .map(|o| Observation {
                 replicas: o.replicas,
                 ready: o.ready,
@@ -609,7 +722,11 @@ impl Actuator {
                     Box::pin(async move { a.call_apply(s, &decision).await })
                 })
                 .await;
-            let result = with_denial(result.and_then(|r| r.map_err(Failure::from)), &call_log);
+            let max = self.config.limits.message_bytes;
+            let result = with_denial(
+                result.and_then(|r| r.map_err(|e| Failure::from_plugin(e, max))),
+                &call_log,
+            );
             log.lines.extend(call_log.lines);
             log.dropped += call_log.dropped;
             log.denied = call_log.denied.or(log.denied);
@@ -618,7 +735,7 @@ impl Actuator {
                     return (
                         Ok(Outcome {
                             replicas: o.replicas,
-                            message: o.message,
+                            message: truncate(o.message, max),
                             attempts: attempt,
                         }),
                         log,
@@ -658,7 +775,19 @@ fn backoff(attempt: u32, id: &str) -> Duration {
 }
 
 /// Turn a wasmtime error into the failure an operator can act on.
-fn classify(error: &wasmtime::Error, budget: Duration, limit_mib: u64) -> Failure {
+fn classify(error: &wasmtime::Error, budget: Duration, limits: &Limits) -> Failure {
+    let limit_mib = limits.memory_mib;
+    if error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        return Failure::ResourceLimit(format!(
+            "the plugin held more than {} host resources at once (limits.host_resources)",
+            limits.host_resources
+        ));
+    }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => Failure::Timeout(budget),
@@ -673,7 +802,14 @@ fn classify(error: &wasmtime::Error, budget: Duration, limit_mib: u64) -> Failur
     if text.contains("wasm trap: interrupt") {
         return Failure::Timeout(budget);
     }
-    Failure::Trap(text)
+    if text.contains("size of fields exceeds limit") {
+        return Failure::ResourceLimit(format!(
+            "the plugin built headers larger than {} bytes (limits.header_bytes): {}",
+            limits.header_bytes,
+            truncate(text, 512)
+        ));
+    }
+    Failure::Trap(truncate(text, limits.message_bytes))
 }
 
 /// Check a component file against the WIT world without running a call: what `plugin

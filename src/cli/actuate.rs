@@ -1,5 +1,6 @@
 //! `actuate` (drive one actuator by hand) and `plugin inspect`.
 
+use policyctl::input::{caps, read_text};
 use std::path::{Path, PathBuf};
 
 use policyctl::actuate::{self, ActuatorsFile, CallLog, Failure, Request, Runtime};
@@ -40,7 +41,7 @@ pub struct ActuateArgs {
 }
 
 pub fn actuate(args: &ActuateArgs) -> Result<u8, CliFailure> {
-    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+    let text = read_text(&args.config, caps::CONFIG).map_err(|e| {
         CliFailure(
             USAGE_OR_IO,
             format!("cannot read `{}`: {e}", args.config.display()),

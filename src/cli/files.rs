@@ -2,14 +2,14 @@
 //! recursively for `*.scale`, sizes are capped, and text that is not UTF-8 becomes a
 //! diagnostic rather than an error of the run.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use policyctl::check::Source;
 use policyctl::diagnostic::{Code, Diagnostic, Span};
+use policyctl::input::{self, ReadError};
 
 /// Policy files are small; a larger file is refused before parsing.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = input::caps::POLICY;
 
 /// Files under `paths` with the given extension; an explicitly named file is taken
 /// whatever its name. Errors are for the command line: missing paths, unreadable
@@ -68,35 +68,31 @@ pub enum Loaded {
 
 pub fn load(path: &Path, file: usize) -> Loaded {
     let shown = path.display().to_string();
-    let mut bytes = Vec::new();
-    let read =
-        std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
-    if let Err(e) = read {
-        return Loaded::Unreadable(format!("cannot read `{shown}`: {e}"));
-    }
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        let size = std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(bytes.len() as u64);
-        let d = Diagnostic::new(
-            Code::FileTooLarge,
-            file,
-            Span::new(0, 0),
-            format!(
-                "`{shown}` is {:.1} MiB; a policy file may be at most 1 MiB",
-                size as f64 / 1048576.0
-            ),
-        )
-        .label("not read")
-        .help("split the policies over several files");
-        return Loaded::Text(
-            Source {
-                path: shown,
-                text: String::new(),
-            },
-            Some(d),
-        );
-    }
+    let bytes = match input::read_bytes(path, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge { size, .. }) => {
+            let d = Diagnostic::new(
+                Code::FileTooLarge,
+                file,
+                Span::new(0, 0),
+                format!(
+                    "`{shown}` is {}; a policy file may be at most {}",
+                    input::show_bytes(size),
+                    input::show_bytes(MAX_FILE_BYTES)
+                ),
+            )
+            .label("not read")
+            .help("split the policies over several files");
+            return Loaded::Text(
+                Source {
+                    path: shown,
+                    text: String::new(),
+                },
+                Some(d),
+            );
+        }
+        Err(e) => return Loaded::Unreadable(format!("cannot read `{shown}`: {e}")),
+    };
     match String::from_utf8(bytes) {
         Ok(text) => Loaded::Text(Source { path: shown, text }, None),
         Err(e) => {

@@ -1,6 +1,7 @@
 //! `simulate`, `test` and `explain`: loading the policy and the trace, and the output
 //! of each. The runs themselves are `policyctl::sim`.
 
+use policyctl::input::{caps, read_text};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -113,7 +114,7 @@ fn pick(policies: Vec<Policy>, name: Option<&str>, path: &Path) -> Result<Policy
 }
 
 fn load_trace(path: &Path) -> Result<sim::Trace, Failure> {
-    let text = std::fs::read_to_string(path)
+    let text = read_text(path, caps::TRACE)
         .map_err(|e| Failure::io(format!("cannot read `{}`: {e}", path.display())))?;
     sim::trace::parse(&text).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
 }
@@ -467,7 +468,7 @@ pub fn test(paths: &[PathBuf]) -> Result<u8, Failure> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for path in &found {
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
+        let text = read_text(path, caps::SCALETEST)
             .map_err(|e| Failure::io(format!("cannot read `{shown}`: {e}")))?;
         let file = match scaletest::parse(&text) {
             Ok(file) => file,

@@ -3,6 +3,7 @@
 //! Reading it gives diagnostics that point into the RON text, so `policyctl check
 //! --config` reports a bad configuration the way it reports a bad policy.
 
+use crate::input::{caps, read_text};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -177,7 +178,7 @@ impl Loaded {
             None => Ok(None),
             Some(path) => {
                 let path = self.resolve(path);
-                let text = std::fs::read_to_string(&path)
+                let text = read_text(&path, caps::SECRET)
                     .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
                 let token = text.trim_end().to_string();
                 Ok((!token.is_empty()).then_some(token))
@@ -298,7 +299,7 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
             SourceKind::Host => {}
             SourceKind::File { path, .. } => {
                 let resolved = loaded.resolve(path);
-                match std::fs::read_to_string(&resolved) {
+                match read_text(&resolved, caps::TRACE) {
                     Err(e) => out.push(invalid(
                         &path.display().to_string(),
                         format!(
@@ -393,7 +394,7 @@ fn is_http_url(url: &str) -> bool {
 
 /// Read a configuration file.
 pub fn read(path: &Path) -> Result<(String, PathBuf), String> {
-    let text = std::fs::read_to_string(path)
+    let text = read_text(path, caps::CONFIG)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let base = path
         .parent()

@@ -268,6 +268,7 @@ impl Service {
             );
         }
         let cache = loaded.config.cache_dir.as_ref().map(|p| loaded.resolve(p));
+        raise_descriptor_limit();
         let runtime = actuate::Runtime::new(cache)
             .map_err(|e| StartError(format!("cannot start the plugin runtime: {e}")))?;
         let mut actuators = BTreeMap::new();
@@ -1053,5 +1054,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// A long-running service raises its soft limit on open descriptors to the hard limit
+/// (as Go's runtime does for every program): the plugins' share of descriptors is
+/// sized from it, and the rest stays reserved for the service itself.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit struct of ours.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

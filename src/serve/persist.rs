@@ -53,9 +53,9 @@ impl Override {
 /// Read the state file. A missing file is an empty state; a file that cannot be parsed
 /// is moved aside (never overwritten) and reported.
 pub fn load(path: &Path) -> Result<(Snapshot, Option<String>), String> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::input::read_text(path, crate::input::caps::STATE) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::input::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((Snapshot::default(), None));
         }
         Err(e) => return Err(format!("cannot read state file `{}`: {e}", path.display())),

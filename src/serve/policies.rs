@@ -51,11 +51,14 @@ pub fn known(loaded: &Loaded) -> Known {
                     },
                     SourceKind::File { path, .. } => Queries::OneOf {
                         what: "trace column",
-                        names: std::fs::read_to_string(loaded.resolve(path))
-                            .ok()
-                            .and_then(|t| crate::sim::trace::parse(&t).ok())
-                            .map(|t| t.columns)
-                            .unwrap_or_default(),
+                        names: crate::input::read_text(
+                            &loaded.resolve(path),
+                            crate::input::caps::TRACE,
+                        )
+                        .ok()
+                        .and_then(|t| crate::sim::trace::parse(&t).ok())
+                        .map(|t| t.columns)
+                        .unwrap_or_default(),
                     },
                 };
                 (s.name.clone(), queries)
@@ -78,17 +81,30 @@ pub fn options(loaded: &Loaded) -> Options {
     options
 }
 
-/// The `.scale` files under the watched paths (a missing path has none).
+/// The `.scale` files under the watched paths (a missing path has none), and the
+/// directories that could not be read, with why.
 ///
 /// Not `cli::files::collect`: that walker stops at the first unreadable directory, as a
-/// command line should. Here an unreadable subdirectory is skipped, so a permission
-/// slip on one folder cannot unload the policies of every other.
-pub fn scan(paths: &[PathBuf]) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
+/// command line should. Here the walk goes on, and `reload` keeps the last good version
+/// of every file under an unreadable directory, so a permission slip on one folder
+/// unloads nothing.
+pub fn scan(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>, unreadable: &mut Vec<(PathBuf, String)>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                unreadable.push((dir.to_path_buf(), e.to_string()));
+                return;
+            }
         };
-        for entry in entries.flatten() {
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    unreadable.push((dir.to_path_buf(), e.to_string()));
+                    return;
+                }
+            };
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -97,7 +113,7 @@ pub fn scan(paths: &[PathBuf]) -> Vec<PathBuf> {
             };
             if kind.is_dir() {
                 if !name.starts_with('.') && name != "target" {
-                    walk(&path, out);
+                    walk(&path, out, unreadable);
                 }
             } else if name.ends_with(".scale") && !name.starts_with('.') {
                 out.push(path);
@@ -105,25 +121,21 @@ pub fn scan(paths: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut out);
+            walk(p, &mut out, &mut unreadable);
         } else if p.is_file() {
             out.push(p.clone());
         }
     }
     out.sort();
     out.dedup();
-    out
+    (out, unreadable)
 }
 
 fn read(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+    crate::input::read_text(path, MAX_FILE_BYTES).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Re-read the watched files and install what changed.
@@ -135,13 +147,35 @@ fn read(path: &Path) -> Result<String, String> {
 pub async fn reload(service: &Arc<Service>) {
     let _one_at_a_time = service.reloads.lock().await;
     let previous = service.files.lock().map(|f| f.clone()).unwrap_or_default();
-    let paths = scan(&service.loaded.policy_paths());
+    let (mut paths, unreadable_dirs) = scan(&service.loaded.policy_paths());
+    // A file loaded before from a directory that cannot be read now stays, in error,
+    // with its last good version: its read below fails and says why.
+    let mut dir_errors = BTreeMap::new();
+    for (dir, why) in &unreadable_dirs {
+        let under: Vec<&PathBuf> = previous.keys().filter(|p| p.starts_with(dir)).collect();
+        if under.is_empty() {
+            tracing::error!(directory = %dir.display(), error = %why, "policy directory not readable");
+        }
+        for p in under {
+            dir_errors.insert(
+                p.clone(),
+                format!("directory `{}` cannot be read: {why}", dir.display()),
+            );
+            paths.push(p.clone());
+        }
+    }
+    paths.sort();
+    paths.dedup();
     let options = options(&service.loaded);
     let prev = previous.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let mut texts = Vec::new();
         let mut unreadable = BTreeMap::new();
         for p in &paths {
+            if let Some(why) = dir_errors.get(p) {
+                unreadable.insert(p.clone(), why.clone());
+                continue;
+            }
             match read(p) {
                 Ok(text) => {
                     let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();

@@ -3,6 +3,7 @@
 //! keeps history also answers range queries (for rebuilding `for` windows and for
 //! backtests).
 
+use crate::input::{caps, read_text};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ impl Source {
                 }
                 let read = |p: &std::path::Path| {
                     let p = loaded.resolve(p);
-                    std::fs::read_to_string(&p)
+                    read_text(&p, caps::SECRET)
                         .map(|t| t.trim_end().to_string())
                         .map_err(|e| format!("cannot read `{}`: {e}", p.display()))
                 };
@@ -91,7 +92,7 @@ impl Source {
             SourceKind::Host => Ok(Source::Host(Host::new())),
             SourceKind::File { path, repeat } => {
                 let path = loaded.resolve(path);
-                let text = std::fs::read_to_string(&path)
+                let text = read_text(&path, caps::TRACE)
                     .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
                 let trace =
                     trace::parse(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;

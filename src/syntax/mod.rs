@@ -6,4 +6,4 @@ mod comments;
 pub mod format;
 mod parser;
 
-pub use parser::{MAX_EXPR_TERMS, MAX_NESTING, parse};
+pub use parser::{MAX_EXPR_TERMS, MAX_NESTING, MAX_RULE_CALLS, parse};

@@ -36,9 +36,19 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
         .op(Op::prefix(Rule::neg))
 });
 
+/// The most rule calls one parse may make. Parsing is linear in its input (the
+/// recovery rules never scan text twice; `tests/parse_work.rs` holds each hostile
+/// shape to a budget per byte), so a policy file of the largest size allowed needs a
+/// small fraction of this: the fuse only turns a grammar mistake into an error instead
+/// of a hang.
+pub const MAX_RULE_CALLS: usize = 1 << 28;
+
+static FUSE: std::sync::Once = std::sync::Once::new();
+
 /// Parse one file. Syntax errors are reported per statement; the tree holds an
 /// `Error` node where a statement could not be read.
 pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
+    FUSE.call_once(|| pest::set_call_limit(std::num::NonZeroUsize::new(MAX_RULE_CALLS)));
     let mut builder = Builder {
         file,
         text,
@@ -53,6 +63,19 @@ pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
             Some(file_pair) => builder.file(file_pair),
             None => File::default(),
         },
+        Err(error) if is_out_of_work(&error) => {
+            builder.diagnostics.push(
+                Diagnostic::new(
+                    Code::TooComplex,
+                    file,
+                    Span::new(0, 0),
+                    "this file needs too much work to parse",
+                )
+                .label(format!("more than {MAX_RULE_CALLS} grammar steps"))
+                .help("split the policies over several files"),
+            );
+            File::default()
+        }
         Err(error) => {
             // The recovery rules make this rare (an unterminated block at the end of
             // the file, for one): report pest's error as it is.
@@ -63,6 +86,14 @@ pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
         }
     };
     (tree, builder.diagnostics)
+}
+
+/// pest's own limits (rule calls, native stack) end a parse with a custom error.
+fn is_out_of_work(error: &pest::error::Error<Rule>) -> bool {
+    matches!(
+        &error.variant,
+        pest::error::ErrorVariant::CustomError { message } if message.ends_with("limit reached")
+    )
 }
 
 /// How many threads are re-parsing an error right now.
@@ -108,7 +139,9 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 fn trimmed_end(pair: &Pair<'_, Rule>) -> usize {
     let end = pair.as_span().end();
     let Some(last) = pair.clone().into_inner().last() else {
-        return end;
+        // A leaf: only the recovery rules can end in white space (blank lines before
+        // the next statement), and a span never covers it.
+        return pair.as_span().start() + pair.as_str().trim_end().len();
     };
     let last_end = trimmed_end(&last);
     let rest = pair.get_input().get(last_end..end).unwrap_or("");

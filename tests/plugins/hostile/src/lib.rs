@@ -87,6 +87,58 @@ fn attack(name: &str) -> Result<Outcome, ActuationError> {
                 message: "flooded".into(),
             })
         }
+        // Host memory outside the plugin's own: header maps of 4 × 16 KB, kept.
+        "fields-flood" => {
+            use wasip2::http::types::Fields;
+            let value = vec![b'v'; 16 * 1024];
+            let per: usize = config::get("headers").and_then(|n| n.parse().ok()).unwrap_or(4);
+            let mut hoard = Vec::new();
+            loop {
+                let fields = Fields::new();
+                for i in 0..per {
+                    let _ = fields.append(&format!("x-{i}"), &value);
+                }
+                hoard.push(fields);
+            }
+        }
+        // Descriptors: the same granted file opened again and again, all kept open;
+        // then hold them until the budget ends.
+        "fd-flood" => {
+            let path = config::get("file").unwrap_or_default();
+            let mut hoard = Vec::new();
+            while let Ok(f) = std::fs::File::open(&path) {
+                hoard.push(f);
+            }
+            let mut x: u64 = hoard.len() as u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        // Connections: as many requests as the host lets through.
+        "http-flood" => {
+            let url = config::get("url").unwrap_or_default();
+            let mut sent = 0u32;
+            loop {
+                match http::request("GET", &url, &[], &[]) {
+                    Ok(_) => sent += 1,
+                    Err(e) => return fail(format!("after {sent} requests: {e}")),
+                }
+            }
+        }
+        // An 8 MB error message.
+        "huge-error" => fail("e".repeat(8 << 20)),
+        // A granted command that leaves a child behind.
+        "orphan" => {
+            let program = config::get("program").unwrap_or_default();
+            let arg = config::get("arg").unwrap_or_default();
+            match run(&program, &[arg]) {
+                Ok(out) => Ok(Outcome {
+                    replicas: 1,
+                    message: String::from_utf8_lossy(&out.stdout).into_owned(),
+                }),
+                Err(e) => fail(format!("{e:?}")),
+            }
+        }
         "environment" => Ok(Outcome {
             replicas: std::env::vars().count() as u32,
             message: format!("{:?}", std::env::vars().collect::<Vec<_>>()),
