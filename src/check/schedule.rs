@@ -359,16 +359,15 @@ fn window(
     Some(window)
 }
 
-/// The first instant at which both schedules are active, looking from a little before
-/// `now` to `HORIZON_DAYS` after it, and over the whole of any one-off window.
-fn first_overlap(
-    a: &model::Schedule,
-    b: &model::Schedule,
+/// The range searched for overlaps: from a little before `now` to `HORIZON_DAYS` after
+/// it, and over the whole of any one-off window.
+fn search_range<'a>(
+    schedules: impl Iterator<Item = &'a model::Schedule>,
     now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let mut from = now - TimeDelta::days(1);
     let mut to = now + TimeDelta::days(HORIZON_DAYS);
-    for w in a.windows.iter().chain(&b.windows) {
+    for w in schedules.flat_map(|s| &s.windows) {
         if let WindowKind::OneOff {
             from: open,
             to: close,
@@ -378,10 +377,12 @@ fn first_overlap(
             to = to.max(calendar::resolve_end(w.zone, close));
         }
     }
-    let (xs, ys) = (
-        calendar::occurrences(&a.windows, from, to),
-        calendar::occurrences(&b.windows, from, to),
-    );
+    (from, to)
+}
+
+/// The first instant at which two schedules, given as their merged occurrences, are
+/// both active: one linear merge of the two lists.
+fn first_overlap(xs: &[calendar::Interval], ys: &[calendar::Interval]) -> Option<DateTime<Utc>> {
     let (mut i, mut j) = (0, 0);
     while let (Some(x), Some(y)) = (xs.get(i), ys.get(j)) {
         if x.overlaps(y) {
@@ -398,8 +399,29 @@ pub fn conflicts(
     now: DateTime<Utc>,
     diags: &mut Vec<Diagnostic>,
 ) {
+    // Each schedule's occurrences are laid out once, on intervals, and only for
+    // schedules that take part in some conflicting pair; each pair is then a merge.
+    let conflicting = |a: &model::Schedule, b: &model::Schedule| {
+        let exactly = matches!((a.effect.exactly, b.effect.exactly), (Some(x), Some(y)) if x != y);
+        let crossed = |f: &Effect, c: &Effect| matches!((f.floor, c.ceiling), (Some(fl), Some(ce)) if fl > ce);
+        exactly || crossed(&a.effect, &b.effect) || crossed(&b.effect, &a.effect)
+    };
+    let needed: Vec<bool> = (0..schedules.len())
+        .map(|k| {
+            (0..schedules.len()).any(|l| l != k && conflicting(&schedules[k].0, &schedules[l].0))
+        })
+        .collect();
+    let (from, to) = search_range(
+        schedules.iter().zip(&needed).filter(|(_, n)| **n).map(|((s, _), _)| s),
+        now,
+    );
+    let occurrences: Vec<Vec<calendar::Interval>> = schedules
+        .iter()
+        .zip(&needed)
+        .map(|((s, _), n)| if *n { calendar::occurrences(&s.windows, from, to) } else { Vec::new() })
+        .collect();
     for (j, (b, b_span)) in schedules.iter().enumerate() {
-        for (a, a_span) in &schedules[..j] {
+        for (k, (a, a_span)) in schedules[..j].iter().enumerate() {
             let exactly =
                 matches!((a.effect.exactly, b.effect.exactly), (Some(x), Some(y)) if x != y);
             let crossed = |f: &Effect, c: &Effect| matches!((f.floor, c.ceiling), (Some(fl), Some(ce)) if fl > ce);
@@ -407,7 +429,7 @@ pub fn conflicts(
             if !exactly && !conflict {
                 continue;
             }
-            let Some(at) = first_overlap(a, b, now) else {
+            let Some(at) = first_overlap(&occurrences[k], &occurrences[j]) else {
                 continue;
             };
             let when = format!("both are active at {}", at.format("%Y-%m-%d %H:%M UTC"));

@@ -6,7 +6,9 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
-use policyctl::diagnostic::{Code, Diagnostic, Severity, line_col};
+use std::sync::Arc;
+
+use policyctl::diagnostic::{Code, Diagnostic, LineIndex, Severity};
 use serde_json::{Value, json};
 
 /// A file as `check` saw it: the path as given and its text (lossy for bad UTF-8).
@@ -40,7 +42,7 @@ pub fn render(
 /// A diagnostic with its source, in the shape miette renders.
 struct Rendered<'a> {
     diagnostic: &'a Diagnostic,
-    source: NamedSource<String>,
+    source: NamedSource<Indexed>,
     /// Labels that point into other files, shown as notes of their own.
     related: Vec<Rendered<'a>>,
     /// For a related note: its one label.
@@ -129,11 +131,78 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 }
 
-fn named(files: &[Shown], file: usize) -> NamedSource<String> {
-    let (path, text) = files
-        .get(file)
-        .map_or(("<unknown>", ""), |f| (f.path.as_str(), f.text.as_str()));
-    NamedSource::new(path, text.to_string())
+/// A file's text shared by all its diagnostics, with its line index: miette reads
+/// only the lines around each span, instead of the text from its start (which made
+/// rendering quadratic in the number of diagnostics).
+#[derive(Clone)]
+struct Indexed {
+    path: String,
+    text: Arc<str>,
+    lines: Arc<LineIndex>,
+}
+
+impl Indexed {
+    fn all(files: &[Shown]) -> Vec<Indexed> {
+        files
+            .iter()
+            .map(|f| Indexed {
+                path: f.path.clone(),
+                text: Arc::from(f.text.as_str()),
+                lines: Arc::new(LineIndex::new(&f.text)),
+            })
+            .collect()
+    }
+}
+
+impl miette::SourceCode for Indexed {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        // miette's own reading, on the lines that can matter: from `before` lines
+        // above the span to `after` + 1 lines below it. Its answer is then moved back
+        // to the whole text.
+        let text: &'a str = &self.text;
+        let first = self.lines.line(span.offset()).saturating_sub(before);
+        let last_byte = (span.offset() + span.len()).saturating_sub(1);
+        let last = self.lines.line(last_byte) + after + 2;
+        let from = self.lines.start(first).unwrap_or(0);
+        let to = self.lines.start(last).unwrap_or(text.len()).min(text.len());
+        let slice = text.get(from..to).ok_or(miette::MietteError::OutOfBounds)?;
+        #[cfg(test)]
+        tests::READ.with(|r| r.set(r.get() + slice.len()));
+        let local = miette::SourceSpan::new(span.offset().saturating_sub(from).into(), span.len());
+        let found = slice.read_span(&local, before, after)?;
+        let at = found.span().offset() + from;
+        let data = text
+            .as_bytes()
+            .get(at..at + found.span().len())
+            .ok_or(miette::MietteError::OutOfBounds)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.path.clone(),
+            data,
+            (at, found.span().len()).into(),
+            found.line() + first,
+            found.column(),
+            found.line_count() + first,
+        )))
+    }
+}
+
+fn named(files: &[Indexed], file: usize) -> NamedSource<Indexed> {
+    match files.get(file) {
+        Some(f) => NamedSource::new(f.path.clone(), f.clone()),
+        None => NamedSource::new(
+            "<unknown>",
+            Indexed {
+                path: "<unknown>".into(),
+                text: Arc::from(""),
+                lines: Arc::new(LineIndex::default()),
+            },
+        ),
+    }
 }
 
 fn human(files: &[Shown], diagnostics: &[Diagnostic], checked_files: usize) -> String {
@@ -146,6 +215,7 @@ fn human(files: &[Shown], diagnostics: &[Diagnostic], checked_files: usize) -> S
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(100)
         .with_links(false);
+    let files = &Indexed::all(files);
     let mut out = String::new();
     for d in diagnostics {
         let related = d
@@ -192,11 +262,18 @@ struct Position {
     end_column: usize,
 }
 
-fn position(files: &[Shown], d: &Diagnostic) -> Position {
-    let text = files.get(d.file).map_or("", |f| f.text.as_str());
+fn position(files: &[Indexed], d: &Diagnostic) -> Position {
+    let Some(file) = files.get(d.file) else {
+        return Position {
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 1,
+        };
+    };
     let span = d.span();
-    let (line, column) = line_col(text, span.start);
-    let (end_line, end_column) = line_col(text, span.end);
+    let (line, column) = file.lines.line_col(&file.text, span.start);
+    let (end_line, end_column) = file.lines.line_col(&file.text, span.end);
     Position {
         line,
         column,
@@ -205,11 +282,12 @@ fn position(files: &[Shown], d: &Diagnostic) -> Position {
     }
 }
 
-fn path(files: &[Shown], file: usize) -> &str {
+fn path(files: &[Indexed], file: usize) -> &str {
     files.get(file).map_or("<unknown>", |f| f.path.as_str())
 }
 
-fn json_report(files: &[Shown], diagnostics: &[Diagnostic], checked_files: usize) -> String {
+fn json_report(shown: &[Shown], diagnostics: &[Diagnostic], checked_files: usize) -> String {
+    let files = &Indexed::all(shown);
     let list: Vec<Value> = diagnostics
         .iter()
         .map(|d| {
@@ -253,7 +331,8 @@ fn github_escape(s: &str, property: bool) -> String {
     out
 }
 
-fn github(files: &[Shown], diagnostics: &[Diagnostic]) -> String {
+fn github(shown: &[Shown], diagnostics: &[Diagnostic]) -> String {
+    let files = &Indexed::all(shown);
     let mut out = String::new();
     for d in diagnostics {
         let p = position(files, d);
@@ -279,7 +358,8 @@ fn github(files: &[Shown], diagnostics: &[Diagnostic]) -> String {
     out
 }
 
-fn sarif(files: &[Shown], diagnostics: &[Diagnostic]) -> String {
+fn sarif(shown: &[Shown], diagnostics: &[Diagnostic]) -> String {
+    let files = &Indexed::all(shown);
     let rules: Vec<Value> = Code::ALL
         .iter()
         .map(|c| {
@@ -331,4 +411,40 @@ fn sarif(files: &[Shown], diagnostics: &[Diagnostic]) -> String {
         }],
     });
     format!("{report}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policyctl::diagnostic::Span;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Bytes of source handed to miette while rendering.
+        pub static READ: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[test]
+    fn rendering_reads_only_the_lines_around_each_diagnostic() {
+        // 5,000 errors in one file: miette used to scan the text from its start for
+        // each of them (and the text was copied for each), quadratic in their number.
+        let line = "  every x\n";
+        let text = line.repeat(5_000);
+        let diagnostics: Vec<Diagnostic> = (0..5_000)
+            .map(|i| {
+                let at = i * line.len() + 8;
+                Diagnostic::new(Code::Syntax, 0, Span::new(at, at + 1), "expected a number")
+            })
+            .collect();
+        let files = [Shown {
+            path: "big.scale".into(),
+            text,
+        }];
+        READ.with(|r| r.set(0));
+        let out = human(&files, &diagnostics, 1);
+        assert!(out.contains("5000 errors"), "{}", &out[out.len() - 60..]);
+        let read = READ.with(Cell::get);
+        // A few lines of context each; the whole text each would be 5,000 × 55 KB.
+        assert!(read < 5_000 * 16 * line.len(), "{read} bytes read for 5,000 diagnostics");
+    }
 }

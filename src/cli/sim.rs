@@ -193,7 +193,10 @@ impl Replay {
             .map_err(|_| Failure::io("--since is too long".into()))?;
         let every = policy.every.as_secs().max(1) as i64;
         // Ticks on multiples of `every`, as `serve` runs them.
-        let start = (end - since).timestamp();
+        let start = end
+            .checked_sub_signed(since)
+            .ok_or_else(|| Failure::io("--since reaches before the year -262143".into()))?
+            .timestamp();
         let start = DateTime::from_timestamp(start - start.rem_euclid(every), 0)
             .ok_or_else(|| Failure::io("--since reaches before 1970".into()))?;
         let source =

@@ -107,6 +107,11 @@ pub enum SourceKind {
         /// Extra headers on every request (e.g. a tenant id for Mimir or Thanos).
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        /// The largest answer read; a larger one is a missing sample. Real answers
+        /// to the one-series queries policies make are a few hundred bytes; a range
+        /// query for a window rebuild is a few hundred KiB.
+        #[serde(default = "default_max_response_bytes")]
+        max_response_bytes: u64,
     },
     /// This machine: queries are the names in [`crate::serve::sources::HOST_METRICS`].
     Host,
@@ -122,6 +127,10 @@ pub enum SourceKind {
 
 fn default_query_timeout() -> u64 {
     5_000
+}
+
+pub fn default_max_response_bytes() -> u64 {
+    16 << 20
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,6 +391,75 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
             "max_concurrent_queries must be at least 1".to_string(),
             "the default is 16",
         ));
+    }
+    // What `serve` does at start-up with the same values, so that `check --config`
+    // passes exactly the configurations `serve` accepts: build every source (headers,
+    // credentials, URL), read the override token, and look at the state file's folder.
+    if out.is_empty() {
+        for s in &config.sources {
+            if let Err(e) = crate::serve::sources::Source::new(s, loaded) {
+                out.push(invalid(&s.name, format!("source `{}`: {e}", s.name), "see docs/serve.md"));
+            }
+            if let SourceKind::Prometheus {
+                timeout_ms,
+                max_response_bytes,
+                ..
+            } = &s.kind
+            {
+                if *timeout_ms == 0 || *max_response_bytes == 0 {
+                    out.push(invalid(
+                        &s.name,
+                        format!("source `{}`: timeout_ms and max_response_bytes must be above 0", s.name),
+                        "every query would fail: leave them out for the defaults",
+                    ));
+                }
+            }
+        }
+        if let Err(e) = loaded.override_token() {
+            out.push(invalid("override_token_file", e, "the file holds the token alone"));
+        }
+        let state = loaded.state_file();
+        if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            out.push(invalid(
+                "state_file",
+                format!("the state file's folder `{}` does not exist", dir.display()),
+                "decisions are written there before they are applied: create it, or point state_file elsewhere",
+            ));
+        }
+        if state.is_dir() {
+            out.push(invalid(
+                "state_file",
+                format!("the state file `{}` is a directory", state.display()),
+                "name a file",
+            ));
+        }
+    }
+    for a in &config.actuators {
+        for grant in &a.allow_http {
+            if let Err(e) = crate::actuate::grants::HttpGrant::parse(grant) {
+                out.push(invalid(grant, format!("actuator `{}`: {e}", a.name), "see docs/plugins.md"));
+            }
+        }
+        let l = &a.limits;
+        let zero = [
+            ("memory_mib", l.memory_mib == 0),
+            ("timeout_ms", l.timeout_ms == 0),
+            ("attempts", l.attempts == 0),
+            ("concurrency", l.concurrency == 0),
+            ("host_resources", l.host_resources < 8),
+            ("header_bytes", l.header_bytes < 1024),
+        ];
+        for (field, bad) in zero {
+            if bad {
+                out.push(invalid(
+                    field,
+                    format!("actuator `{}`: limits.{field} is too small for any call to succeed", a.name),
+                    "leave it out for the default (docs/security.md lists them)",
+                ));
+            }
+        }
     }
     out
 }

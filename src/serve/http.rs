@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -38,9 +39,77 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) {
-    if let Err(e) = axum::serve(listener, router(service)).await {
-        tracing::error!("the HTTP server stopped: {e}");
+/// Connections served at once; more wait in the kernel's accept queue, holding no
+/// descriptor of ours.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client has this long to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer, idle or not (a client reconnects).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The largest request body read (an override is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Serve the API from a thread and a runtime of its own: however hard the API is
+/// pressed, it runs on one thread, and the scheduler's runtime never waits for it.
+pub fn spawn(
+    service: Arc<Service>,
+    listener: std::net::TcpListener,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("policyctl-http".into())
+        .spawn(move || runtime.block_on(serve(service, listener)))
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))
+}
+
+async fn serve(service: Arc<Service>, listener: std::net::TcpListener) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "the HTTP server cannot start");
+            return;
+        }
+    };
+    let app = router(service).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut failing = false;
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors, for one: wait, and say so once.
+                if !failing {
+                    tracing::error!(error = %e, "the HTTP server cannot accept connections");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(app),
+                );
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+        });
     }
 }
 
@@ -68,6 +137,14 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn readyz(State(service): State<Arc<Service>>) -> Response {
+    let state_error = service.state_error.lock().ok().and_then(|e| e.clone());
+    if let Some(why) = state_error {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the state file cannot be written, so no decision is applied: {why}\n"),
+        )
+            .into_response();
+    }
     if service.ready.load(Ordering::Acquire) {
         "ready\n".into_response()
     } else {

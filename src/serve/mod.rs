@@ -216,6 +216,10 @@ pub struct Service {
     dirty: AtomicU64,
     urgent: AtomicU64,
     written: tokio::sync::watch::Sender<u64>,
+    /// The generation of the last write that reached the disk.
+    durable: AtomicU64,
+    /// Why the last write failed, while it has not succeeded since.
+    pub state_error: Mutex<Option<String>>,
     state_wake: Notify,
     reloads: tokio::sync::Mutex<()>,
     in_flight: AtomicU64,
@@ -312,6 +316,8 @@ impl Service {
             dirty: AtomicU64::new(0),
             urgent: AtomicU64::new(0),
             written,
+            durable: AtomicU64::new(0),
+            state_error: Mutex::new(None),
             state_wake: Notify::new(),
             reloads: tokio::sync::Mutex::new(()),
             in_flight: AtomicU64::new(0),
@@ -770,9 +776,16 @@ impl Service {
             );
             if dry_run {
                 applied = Some("dry run: not sent".into());
+            } else if actuator.is_some()
+                && let Err(why) = self.flush().await
+            {
+                // The scale event must reach the disk before the actuator is called; a
+                // decision that cannot be remembered is not applied (after a crash, the
+                // service would not know of it and could break its cooldown).
+                tracing::error!(policy = %policy.name, "decision not applied: the state file cannot be written: {why}");
+                applied = Some(format!("not applied: the state file cannot be written: {why}"));
+                undo(slot, before_last_event, before_windows);
             } else if let Some(actuator) = &actuator {
-                // The scale event reaches the disk before the actuator is called.
-                self.flush().await;
                 let request = Request {
                     id: format!("{}@{}", policy.name, now.timestamp_millis()),
                     policy: policy.name.clone(),
@@ -908,7 +921,9 @@ impl Service {
             return false;
         };
         slot.state(|p| p.manual = manual);
-        self.flush().await;
+        // A failed write is logged and shown by /readyz; the decision that follows
+        // will not be applied until the state can be written.
+        let _ = self.flush().await;
         slot.next_due.store(now_ms(), Ordering::Release);
         self.wake.notify_one();
         true
@@ -928,13 +943,24 @@ impl Service {
         }
     }
 
-    /// Write the state now (if anything changed) and wait until it is on disk.
-    pub async fn flush(&self) {
+    /// Write the state now and wait until it is on disk; the error when it could not
+    /// be written.
+    pub async fn flush(&self) -> Result<(), String> {
         let wanted = self.dirty.fetch_add(1, Ordering::AcqRel) + 1;
         self.urgent.fetch_add(1, Ordering::AcqRel);
         self.state_wake.notify_one();
         let mut rx = self.written.subscribe();
         let _ = rx.wait_for(|w| *w >= wanted).await;
+        if self.durable.load(Ordering::Acquire) >= wanted {
+            Ok(())
+        } else {
+            Err(self
+                .state_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| "the write failed".into()))
+        }
     }
 
     /// The state writer: urgent writes at once, others at most every second.
@@ -962,8 +988,21 @@ impl Service {
         let path = self.state_file.clone();
         let result = tokio::task::spawn_blocking(move || persist::save(&path, &snapshot)).await;
         let ok = matches!(result, Ok(Ok(())));
-        if !ok {
-            tracing::error!(file = %self.state_file.display(), "cannot write the state file: {result:?}");
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Ok(mut slot) = self.state_error.lock() {
+            match (&error, slot.is_some()) {
+                (Some(e), false) => tracing::error!(file = %self.state_file.display(), error = %e, "cannot write the state file: decisions are not applied until it can be written"),
+                (None, true) => tracing::info!(file = %self.state_file.display(), "the state file can be written again"),
+                _ => {}
+            }
+            *slot = error;
+        }
+        if ok {
+            self.durable.fetch_max(generation, Ordering::AcqRel);
         }
         self.metrics
             .state_writes
@@ -971,8 +1010,7 @@ impl Service {
                 result: if ok { "ok" } else { "error" }.into(),
             })
             .inc();
-        // Waiters are released even when the write failed: a full disk must not stop
-        // scaling; the failure is logged and exported.
+        // Waiters are released even when the write failed; `flush` tells them.
         self.written.send_modify(|w| *w = (*w).max(generation));
     }
 
@@ -1008,7 +1046,10 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     // Watch first, so that no change between the first load and the watch is missed.
     let _watcher = policies::watch(&service).map_err(StartError)?;
     policies::reload(&service).await;
-    let http = tokio::spawn(http::serve(service.clone(), listener));
+    let listener = listener
+        .into_std()
+        .map_err(|e| StartError(format!("cannot serve HTTP: {e}")))?;
+    http::spawn(service.clone(), listener).map_err(StartError)?;
     let writer = tokio::spawn({
         let s = service.clone();
         async move { s.write_state().await }
@@ -1040,7 +1081,6 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     }
     writer.abort();
     service.persist_final().await;
-    http.abort();
     tracing::info!("stopped; state written to {}", service.state_file.display());
     Ok(())
 }

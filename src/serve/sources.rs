@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use http::{HeaderName, HeaderValue};
 use prometheus_http_query::Client;
-use prometheus_http_query::response::Data;
+use prometheus_http_query::response::{Data, PromqlResult};
 
 use super::config::{Loaded, SourceConfig, SourceKind};
 use crate::sim::trace::{self, Trace};
@@ -49,6 +49,7 @@ impl Source {
             SourceKind::Prometheus {
                 url,
                 timeout_ms,
+                max_response_bytes,
                 bearer_token,
                 bearer_token_file,
                 basic_auth,
@@ -87,6 +88,7 @@ impl Source {
                     client,
                     headers: extra,
                     timeout: Duration::from_millis(*timeout_ms),
+                    max_bytes: *max_response_bytes,
                 }))
             }
             SourceKind::Host => Ok(Source::Host(Host::new())),
@@ -108,6 +110,7 @@ impl Source {
             client,
             headers: Vec::new(),
             timeout,
+            max_bytes: super::config::default_max_response_bytes(),
         }))
     }
 
@@ -231,9 +234,68 @@ pub struct Prometheus {
     client: Client,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    /// The largest answer read (`max_response_bytes`).
+    max_bytes: u64,
+}
+
+/// The envelope of every Prometheus API answer.
+#[derive(serde::Deserialize)]
+#[serde(tag = "status")]
+enum Answer {
+    #[serde(rename = "success")]
+    Success { data: PromqlResult },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(rename = "errorType", default)]
+        kind: String,
+        #[serde(default)]
+        error: String,
+    },
 }
 
 impl Prometheus {
+    /// Read an answer as it streams in, never more than `max_bytes` of it: a server
+    /// (or a proxy in front of it) that streams a huge body costs a missing sample,
+    /// not the service's memory.
+    async fn answer(
+        &self,
+        sent: Result<reqwest::Response, prometheus_http_query::Error>,
+    ) -> Result<PromqlResult, String> {
+        let mut response = sent.map_err(|e| format!("query failed: {e}"))?;
+        let status = response.status();
+        if let Some(length) = response.content_length()
+            && length > self.max_bytes
+        {
+            return Err(format!(
+                "the answer is {} (HTTP {status}); at most {} is read (max_response_bytes)",
+                crate::input::show_bytes(length),
+                crate::input::show_bytes(self.max_bytes)
+            ));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("query failed while reading the answer: {e}"))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > self.max_bytes {
+                return Err(format!(
+                    "the answer is larger than {} (max_response_bytes)",
+                    crate::input::show_bytes(self.max_bytes)
+                ));
+            }
+        }
+        match serde_json::from_slice::<Answer>(&body) {
+            Ok(Answer::Success { data }) => Ok(data),
+            Ok(Answer::Error { kind, error }) => {
+                Err(format!("query failed: Prometheus says {kind}: {error}"))
+            }
+            Err(_) if !status.is_success() => Err(format!("query failed: HTTP {status}")),
+            Err(e) => Err(format!("query failed: the answer is not Prometheus JSON: {e}")),
+        }
+    }
+
     async fn instant(&self, query: &str, at: DateTime<Utc>) -> Sample {
         let mut q = self
             .client
@@ -243,7 +305,7 @@ impl Prometheus {
         for (k, v) in &self.headers {
             q = q.header(k.clone(), v.clone());
         }
-        let result = q.get().await.map_err(|e| format!("query failed: {e}"))?;
+        let result = self.answer(q.get_raw().await).await?;
         match result.data() {
             Data::Scalar(s) => usable(s.value()),
             Data::Vector(v) => match v.as_slice() {
@@ -279,10 +341,13 @@ impl Prometheus {
         for (k, v) in &self.headers {
             q = q.header(k.clone(), v.clone());
         }
-        let result = tokio::time::timeout(self.timeout.max(Duration::from_secs(30)), q.get())
-            .await
-            .map_err(|_| "the range query timed out".to_string())?
-            .map_err(|e| format!("range query failed: {e}"))?;
+        let result = tokio::time::timeout(
+            self.timeout.max(Duration::from_secs(30)),
+            async { self.answer(q.get_raw().await).await },
+        )
+        .await
+        .map_err(|_| "the range query timed out".to_string())?
+        .map_err(|e| format!("range {e}"))?;
         let points: Vec<(f64, f64)> = match result.data() {
             Data::Matrix(m) => match m.as_slice() {
                 [] => Vec::new(),

@@ -18,6 +18,11 @@ pub use trace::{Row, Trace, TraceError};
 /// A sample older than this counts as missing (Prometheus' lookback delta).
 pub const STALE_AFTER: TimeDelta = TimeDelta::minutes(5);
 
+/// The most ticks one replay runs (a year at 15 s is 2.1 million; the engine does
+/// about 2.3 million a second). A trace whose rows lie centuries apart is refused with
+/// this number rather than replayed tick by tick for hours.
+pub const MAX_TICKS: i64 = 20_000_000;
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Replicas at the start (default: the policy's MIN).
@@ -35,6 +40,8 @@ pub enum SimError {
     Trace(TraceError),
     /// `--per-replica` names something that is not a column.
     Option(String),
+    /// The replay would run more than `MAX_TICKS` ticks.
+    TooLong { ticks: i64 },
 }
 
 impl fmt::Display for SimError {
@@ -42,6 +49,10 @@ impl fmt::Display for SimError {
         match self {
             SimError::Trace(e) => e.fmt(f),
             SimError::Option(m) => f.write_str(m),
+            SimError::TooLong { ticks } => write!(
+                f,
+                "the replay spans {ticks} ticks of the policy's `every`; at most {MAX_TICKS} are run (end it sooner with --until, or split the trace)"
+            ),
         }
     }
 }
@@ -123,6 +134,10 @@ pub fn run(
     let every = TimeDelta::from_std(policy.every).unwrap_or(TimeDelta::seconds(15));
     let end = options.through.map_or(last.at, |t| t.max(last.at));
     let end = options.until.map_or(end, |u| u.min(end));
+    let ticks = (end - first.at).num_milliseconds() / every.num_milliseconds().max(1);
+    if ticks > MAX_TICKS {
+        return Err(SimError::TooLong { ticks });
+    }
 
     let mut state = State::new();
     let mut schedules = Schedules::new();

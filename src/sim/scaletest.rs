@@ -69,7 +69,10 @@ pub struct Expect {
     pub reason: Option<String>,
 }
 
-/// `90s`, `5m`, `1h30m`, `250ms`, `2d`.
+/// The longest duration a test or a command line may give: 100 years.
+const MAX_DURATION_SECS: f64 = 36_500.0 * 86_400.0;
+
+/// `90s`, `5m`, `1h30m`, `250ms`, `2d`, at most 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration (e.g. `15s`, `5m`, `1h30m`)");
     let mut total = 0f64;
@@ -96,6 +99,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total += number * scale;
         rest = &rest[unit..];
+    }
+    if total > MAX_DURATION_SECS {
+        return Err(format!("`{text}` is longer than the longest duration allowed, 36500d (100 years)"));
     }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
@@ -144,7 +150,11 @@ fn run_case_inner(case: &Case, policies: &[Policy]) -> Result<Vec<String>, Strin
     let mut targets = Vec::with_capacity(case.expect.len());
     for e in &case.expect {
         let offset = TimeDelta::from_std(parse_duration(&e.at)?).map_err(|e| e.to_string())?;
-        targets.push(start + offset);
+        targets.push(
+            start
+                .checked_add_signed(offset)
+                .ok_or_else(|| format!("`at: {}` falls after the year 262143", e.at))?,
+        );
     }
     let through = targets.iter().max().copied();
     let options = Options {
@@ -207,14 +217,21 @@ fn series_trace(
     // A policy with no metric (schedules only) still ticks: one empty row at `start`.
     let length = expanded.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let rows = (0..length)
-        .map(|i| Row {
-            at: start + interval * i32::try_from(i).unwrap_or(i32::MAX),
-            values: expanded
-                .iter()
-                .map(|values| values.get(i).copied().flatten())
-                .collect(),
+        .map(|i| {
+            let at = i32::try_from(i)
+                .ok()
+                .and_then(|i| interval.checked_mul(i))
+                .and_then(|offset| start.checked_add_signed(offset))
+                .ok_or_else(|| format!("sample {i} of the series falls after the year 262143"))?;
+            Ok(Row {
+                at,
+                values: expanded
+                    .iter()
+                    .map(|values| values.get(i).copied().flatten())
+                    .collect(),
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     Ok(Trace { columns, rows })
 }
 
