@@ -179,6 +179,8 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
 /// The occurrences of any of `windows` that overlap `[from, to)`, sorted, with
 /// overlapping or touching ones merged: when a schedule with these windows is active.
 pub fn occurrences(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
+    #[cfg(test)]
+    LAID_OUT.with(|n| n.set(n.get() + 1));
     let mut all: Vec<Interval> = windows
         .iter()
         .flat_map(|w| instances(w, from, to))
@@ -204,6 +206,12 @@ pub fn active_at(window: &Window, at: DateTime<Utc>) -> Option<Interval> {
     instances(window, start, end)
         .into_iter()
         .find(|i| i.contains(at))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times `occurrences` ran on this thread (tests count the work).
+    pub static LAID_OUT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]

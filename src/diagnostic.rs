@@ -229,13 +229,20 @@ pub struct LineIndex {
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         LineIndex { starts }
     }
 
     /// The 0-based line holding `offset`.
     pub fn line(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset).saturating_sub(1)
+        self.starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1)
     }
 
     /// The byte offset where 0-based `line` starts (the end of the text past the last).
@@ -289,7 +296,11 @@ mod tests {
         let text = "ab\ncé\n\nlast";
         let index = LineIndex::new(text);
         for offset in 0..=text.len() + 2 {
-            assert_eq!(index.line_col(text, offset), line_col(text, offset), "at {offset}");
+            assert_eq!(
+                index.line_col(text, offset),
+                line_col(text, offset),
+                "at {offset}"
+            );
         }
     }
 

@@ -445,6 +445,9 @@ mod tests {
         assert!(out.contains("5000 errors"), "{}", &out[out.len() - 60..]);
         let read = READ.with(Cell::get);
         // A few lines of context each; the whole text each would be 5,000 × 55 KB.
-        assert!(read < 5_000 * 16 * line.len(), "{read} bytes read for 5,000 diagnostics");
+        assert!(
+            read < 5_000 * 16 * line.len(),
+            "{read} bytes read for 5,000 diagnostics"
+        );
     }
 }

@@ -152,22 +152,8 @@ pub struct Replay {
 
 /// `7d`, `12h`, `90m`, `30s`, `2w`.
 fn parse_span(text: &str) -> Result<std::time::Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 7d or 12h"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("`{text}`: the unit must be s, m, h, d or w")),
-    };
-    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
+    // One duration syntax everywhere, with its upper bound (100 years).
+    policyctl::sim::scaletest::parse_duration(text)
 }
 
 impl Replay {

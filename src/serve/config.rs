@@ -398,7 +398,11 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
     if out.is_empty() {
         for s in &config.sources {
             if let Err(e) = crate::serve::sources::Source::new(s, loaded) {
-                out.push(invalid(&s.name, format!("source `{}`: {e}", s.name), "see docs/serve.md"));
+                out.push(invalid(
+                    &s.name,
+                    format!("source `{}`: {e}", s.name),
+                    "see docs/serve.md",
+                ));
             }
             if let SourceKind::Prometheus {
                 timeout_ms,
@@ -409,14 +413,21 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                 if *timeout_ms == 0 || *max_response_bytes == 0 {
                     out.push(invalid(
                         &s.name,
-                        format!("source `{}`: timeout_ms and max_response_bytes must be above 0", s.name),
+                        format!(
+                            "source `{}`: timeout_ms and max_response_bytes must be above 0",
+                            s.name
+                        ),
                         "every query would fail: leave them out for the defaults",
                     ));
                 }
             }
         }
         if let Err(e) = loaded.override_token() {
-            out.push(invalid("override_token_file", e, "the file holds the token alone"));
+            out.push(invalid(
+                "override_token_file",
+                e,
+                "the file holds the token alone",
+            ));
         }
         let state = loaded.state_file();
         if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
@@ -439,7 +450,11 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
     for a in &config.actuators {
         for grant in &a.allow_http {
             if let Err(e) = crate::actuate::grants::HttpGrant::parse(grant) {
-                out.push(invalid(grant, format!("actuator `{}`: {e}", a.name), "see docs/plugins.md"));
+                out.push(invalid(
+                    grant,
+                    format!("actuator `{}`: {e}", a.name),
+                    "see docs/plugins.md",
+                ));
             }
         }
         let l = &a.limits;
@@ -455,7 +470,10 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
             if bad {
                 out.push(invalid(
                     field,
-                    format!("actuator `{}`: limits.{field} is too small for any call to succeed", a.name),
+                    format!(
+                        "actuator `{}`: limits.{field} is too small for any call to succeed",
+                        a.name
+                    ),
                     "leave it out for the default (docs/security.md lists them)",
                 ));
             }

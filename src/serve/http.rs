@@ -141,7 +141,9 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
     if let Some(why) = state_error {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the state file cannot be written, so no decision is applied: {why}\n"),
+            format!(
+                "not ready: the state file cannot be written, so no decision is applied: {why}\n"
+            ),
         )
             .into_response();
     }

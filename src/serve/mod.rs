@@ -783,7 +783,9 @@ impl Service {
                 // decision that cannot be remembered is not applied (after a crash, the
                 // service would not know of it and could break its cooldown).
                 tracing::error!(policy = %policy.name, "decision not applied: the state file cannot be written: {why}");
-                applied = Some(format!("not applied: the state file cannot be written: {why}"));
+                applied = Some(format!(
+                    "not applied: the state file cannot be written: {why}"
+                ));
                 undo(slot, before_last_event, before_windows);
             } else if let Some(actuator) = &actuator {
                 let request = Request {
@@ -995,8 +997,12 @@ impl Service {
         };
         if let Ok(mut slot) = self.state_error.lock() {
             match (&error, slot.is_some()) {
-                (Some(e), false) => tracing::error!(file = %self.state_file.display(), error = %e, "cannot write the state file: decisions are not applied until it can be written"),
-                (None, true) => tracing::info!(file = %self.state_file.display(), "the state file can be written again"),
+                (Some(e), false) => {
+                    tracing::error!(file = %self.state_file.display(), error = %e, "cannot write the state file: decisions are not applied until it can be written")
+                }
+                (None, true) => {
+                    tracing::info!(file = %self.state_file.display(), "the state file can be written again")
+                }
                 _ => {}
             }
             *slot = error;

@@ -292,7 +292,9 @@ impl Prometheus {
                 Err(format!("query failed: Prometheus says {kind}: {error}"))
             }
             Err(_) if !status.is_success() => Err(format!("query failed: HTTP {status}")),
-            Err(e) => Err(format!("query failed: the answer is not Prometheus JSON: {e}")),
+            Err(e) => Err(format!(
+                "query failed: the answer is not Prometheus JSON: {e}"
+            )),
         }
     }
 
@@ -341,10 +343,9 @@ impl Prometheus {
         for (k, v) in &self.headers {
             q = q.header(k.clone(), v.clone());
         }
-        let result = tokio::time::timeout(
-            self.timeout.max(Duration::from_secs(30)),
-            async { self.answer(q.get_raw().await).await },
-        )
+        let result = tokio::time::timeout(self.timeout.max(Duration::from_secs(30)), async {
+            self.answer(q.get_raw().await).await
+        })
         .await
         .map_err(|_| "the range query timed out".to_string())?
         .map_err(|e| format!("range {e}"))?;

@@ -41,7 +41,9 @@ pub enum SimError {
     /// `--per-replica` names something that is not a column.
     Option(String),
     /// The replay would run more than `MAX_TICKS` ticks.
-    TooLong { ticks: i64 },
+    TooLong {
+        ticks: i64,
+    },
 }
 
 impl fmt::Display for SimError {

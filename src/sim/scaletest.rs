@@ -72,7 +72,7 @@ pub struct Expect {
 /// The longest duration a test or a command line may give: 100 years.
 const MAX_DURATION_SECS: f64 = 36_500.0 * 86_400.0;
 
-/// `90s`, `5m`, `1h30m`, `250ms`, `2d`, at most 100 years.
+/// `90s`, `5m`, `1h30m`, `250ms`, `2d`, `2w`, at most 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration (e.g. `15s`, `5m`, `1h30m`)");
     let mut total = 0f64;
@@ -95,13 +95,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
+            "w" => 604800.0,
             _ => return Err(bad()),
         };
         total += number * scale;
         rest = &rest[unit..];
     }
     if total > MAX_DURATION_SECS {
-        return Err(format!("`{text}` is longer than the longest duration allowed, 36500d (100 years)"));
+        return Err(format!(
+            "`{text}` is longer than the longest duration allowed, 36500d (100 years)"
+        ));
     }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
