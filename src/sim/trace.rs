@@ -153,8 +153,13 @@ pub fn parse(text: &str) -> Result<Trace, TraceError> {
 /// promtool's expanding notation for one series: `1 2 3`, `1+1x3` (1 2 3 4),
 /// `5x2` (5 5 5), `10-2x3`, `_` (missing), `_x3` (three missing), `stale` (missing).
 pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
+    /// Samples one series may expand to, in all (a month of 1 s samples is 2.6 million).
+    const MAX_SAMPLES: usize = 10_000_000;
     let mut out = Vec::new();
     for token in series.split_whitespace() {
+        if out.len() > MAX_SAMPLES {
+            return Err(format!("the series expands to more than {MAX_SAMPLES} samples"));
+        }
         if token == "_" || token == "stale" {
             out.push(None);
             continue;
@@ -240,6 +245,9 @@ mod tests {
         );
         assert!(expand("1+1").is_err());
         assert!(expand("abc").is_err());
+        // Each token is capped, and so is the whole series.
+        let many = "1x1000000 ".repeat(12);
+        assert!(expand(&many).is_err_and(|e| e.contains("more than 10000000 samples")));
     }
 
     #[test]
