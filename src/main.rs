@@ -137,6 +137,18 @@ const OK: u8 = 0;
 const FOUND_WANTING: u8 = 1;
 const USAGE_OR_IO: u8 = 2;
 
+/// A command whose output goes to a pipe that closes (`policyctl simulate … | head -1`)
+/// ends quietly, as `grep` does: SIGPIPE ends the process, instead of Rust's default of
+/// ignoring it and panicking in `println!`. Not for `serve`, whose log pipe closing
+/// must not stop the scaling (its sockets never raise SIGPIPE: std sends with
+/// MSG_NOSIGNAL).
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -146,6 +158,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(args.command, Command::Serve { .. }) {
+        quiet_on_closed_pipe();
+    }
     let code = match args.command {
         Command::Check {
             paths,

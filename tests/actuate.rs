@@ -758,7 +758,8 @@ fn actuate_drives_one_actuator_by_hand() {
 
 #[test]
 fn compiled_components_are_cached_on_disk_and_a_bad_cache_entry_is_recompiled() {
-    let cache = scratch("cache");
+    // Not "cache": `runtime()` shares `policyctl-test-cache-PID` with every other test.
+    let cache = scratch("component-cache");
     let rt = Runtime::new(Some(cache.clone())).unwrap_or_else(|e| panic!("{e}"));
     rt.load(&actuator(shipped("record")), Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -460,9 +460,15 @@ fn serve_survives_fifos_devices_and_unreadable_folders_among_its_policies() {
     let path = config(&dir, port, "", "");
     // Root reads any folder: drop the capabilities that let it, so that a folder
     // without permissions is unreadable for this service as for any other user.
-    let mut child = Command::new("setpriv");
-    child.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
-    child.arg(env!("CARGO_BIN_EXE_policyctl"));
+    // SAFETY: geteuid has no preconditions.
+    let mut child = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_policyctl"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_policyctl"))
+    };
     let log = dir.join("serve.log");
     let mut serve = child
         .args(["serve", "--log-format", "json", "--config"])
@@ -564,4 +570,72 @@ fn check_config_refuses_what_serve_refuses() {
         );
         assert_eq!(code, 2, "serve accepted {what}: {err}");
     }
+}
+
+// ------------------------------------------------------------------ found on the way (issue 9)
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let dir = scratch("closed-pipe");
+    let root = support::root();
+    // `simulate` prints a line per decision; `head -1` closes the pipe after one.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' simulate policies/instant-tasks-worker.scale --trace examples/traces/instant-tasks-worker.csv --all-ticks 2>'{}' | head -1",
+            env!("CARGO_BIN_EXE_policyctl"),
+            dir.join("err").display()
+        ))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let err = std::fs::read_to_string(dir.join("err")).unwrap_or_default();
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compare_takes_the_policy_of_the_same_name_or_the_files_only_one() {
+    let dir = scratch("compare-names");
+    write(
+        &dir.join("a.scale"),
+        "policy \"x\" {\n  target audit \"x\"\n  replicas 1..5\n  metric q = prometheus \"q\"\n  desired = q\n}\n",
+    );
+    write(
+        &dir.join("b.scale"),
+        "policy \"y\" {\n  target audit \"y\"\n  replicas 1..5\n  metric q = prometheus \"q\"\n  desired = q + 1\n}\n",
+    );
+    write(
+        &dir.join("t.csv"),
+        "time,q\n2026-01-01T00:00:00Z,1\n2026-01-01T00:01:00Z,3\n",
+    );
+    let run = policyctl(
+        &dir,
+        &[
+            "simulate",
+            "a.scale",
+            "--trace",
+            "t.csv",
+            "--compare",
+            "b.scale",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(run.out.contains("b.scale"), "{}", run.out);
+}
+
+#[test]
+fn the_release_profile_ships_no_debug_info() {
+    // `cargo build --release` made a 272 MB binary (36 MB stripped) with debug = 1.
+    let manifest = std::fs::read_to_string(support::root().join("Cargo.toml")).unwrap();
+    let release = manifest
+        .split("[profile.release]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .unwrap_or_default();
+    assert!(release.contains("debug = false"), "{release}");
+    assert!(release.contains("strip = \"debuginfo\""), "{release}");
 }

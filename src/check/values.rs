@@ -33,25 +33,52 @@ pub struct Value {
     pub kind: Kind,
 }
 
-const UNITS: &[(&str, f64, Kind)] = &[
-    ("%", 0.01, Kind::Percent),
-    ("ms", 0.001, Kind::Duration),
-    ("s", 1.0, Kind::Duration),
-    ("m", 60.0, Kind::Duration),
-    ("h", 3600.0, Kind::Duration),
-    ("d", 86400.0, Kind::Duration),
-    ("B", 1.0, Kind::Bytes),
-    ("KB", 1e3, Kind::Bytes),
-    ("MB", 1e6, Kind::Bytes),
-    ("GB", 1e9, Kind::Bytes),
-    ("TB", 1e12, Kind::Bytes),
-    ("KiB", 1024.0, Kind::Bytes),
-    ("MiB", 1048576.0, Kind::Bytes),
-    ("GiB", 1073741824.0, Kind::Bytes),
-    ("TiB", 1099511627776.0, Kind::Bytes),
-    ("k", 1e3, Kind::Plain),
-    ("M", 1e6, Kind::Plain),
+/// Each unit as an exact factor: an integer times a power of ten (`%` is 1 × 10^-2,
+/// `h` is 3600 × 10^0, `MB` is 1 × 10^6), so that scaling is exact decimal arithmetic.
+const UNITS: &[(&str, u64, i32, Kind)] = &[
+    ("%", 1, -2, Kind::Percent),
+    ("ms", 1, -3, Kind::Duration),
+    ("s", 1, 0, Kind::Duration),
+    ("m", 60, 0, Kind::Duration),
+    ("h", 3600, 0, Kind::Duration),
+    ("d", 86400, 0, Kind::Duration),
+    ("B", 1, 0, Kind::Bytes),
+    ("KB", 1, 3, Kind::Bytes),
+    ("MB", 1, 6, Kind::Bytes),
+    ("GB", 1, 9, Kind::Bytes),
+    ("TB", 1, 12, Kind::Bytes),
+    ("KiB", 1024, 0, Kind::Bytes),
+    ("MiB", 1_048_576, 0, Kind::Bytes),
+    ("GiB", 1_073_741_824, 0, Kind::Bytes),
+    ("TiB", 1_099_511_627_776, 0, Kind::Bytes),
+    ("k", 1, 3, Kind::Plain),
+    ("M", 1, 6, Kind::Plain),
 ];
+
+/// The decimal `digits` (`70`, `4.03`) times `factor` × 10^`pow10`, computed on decimal
+/// digits and rounded once to the nearest double (§1): `70%` is exactly the double of
+/// `0.7`, where `70.0 * 0.01` is 0.7000000000000001.
+fn scaled(digits: &str, factor: u64, pow10: i32) -> Option<f64> {
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let mut mantissa: Vec<u8> = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b.checked_sub(b'0').filter(|d| *d < 10))
+        .collect::<Option<_>>()?;
+    let mut carry: u128 = 0;
+    for d in mantissa.iter_mut().rev() {
+        let v = u128::from(*d) * u128::from(factor) + carry;
+        *d = (v % 10) as u8;
+        carry = v / 10;
+    }
+    while carry > 0 {
+        mantissa.insert(0, (carry % 10) as u8);
+        carry /= 10;
+    }
+    let exponent = i64::from(pow10) - fraction.len() as i64;
+    let text: String = mantissa.iter().map(|d| char::from(b'0' + d)).collect();
+    format!("{text}e{exponent}").parse().ok()
+}
 
 /// Words people write for a unit that is spelt otherwise here.
 const ALIASES: &[(&str, &str)] = &[
@@ -68,7 +95,7 @@ const ALIASES: &[(&str, &str)] = &[
 /// The value of a literal, its unit applied.
 pub fn evaluate(q: &Node<Quantity>, file: usize) -> Result<Value, Diagnostic> {
     let digits: String = q.digits.chars().filter(|c| *c != '_').collect();
-    let number: f64 = digits.parse().map_err(|_| {
+    let _: f64 = digits.parse().map_err(|_| {
         Diagnostic::new(
             Code::InvalidNumber,
             file,
@@ -76,10 +103,10 @@ pub fn evaluate(q: &Node<Quantity>, file: usize) -> Result<Value, Diagnostic> {
             format!("`{}` is not a number", q.digits),
         )
     })?;
-    let (scale, kind) = match &q.unit {
-        None => (1.0, Kind::Plain),
-        Some(unit) => match UNITS.iter().find(|(name, _, _)| *name == unit.node) {
-            Some((_, scale, kind)) => (*scale, *kind),
+    let (factor, pow10, kind) = match &q.unit {
+        None => (1, 0, Kind::Plain),
+        Some(unit) => match UNITS.iter().find(|(name, _, _, _)| *name == unit.node) {
+            Some((_, factor, pow10, kind)) => (*factor, *pow10, *kind),
             None => {
                 let alias = ALIASES
                     .iter()
@@ -87,7 +114,7 @@ pub fn evaluate(q: &Node<Quantity>, file: usize) -> Result<Value, Diagnostic> {
                     .map(|(_, u)| *u);
                 let help = alias
                     .map(|u| format!("did you mean `{u}`?"))
-                    .or_else(|| did_you_mean(&unit.node, UNITS.iter().map(|(n, _, _)| *n)))
+                    .or_else(|| did_you_mean(&unit.node, UNITS.iter().map(|(n, _, _, _)| *n)))
                     .unwrap_or_else(|| {
                         "units are % ms s m h d B KB MB GB TB KiB MiB GiB TiB k M".to_string()
                     });
@@ -102,7 +129,7 @@ pub fn evaluate(q: &Node<Quantity>, file: usize) -> Result<Value, Diagnostic> {
             }
         },
     };
-    let number = number * scale;
+    let number = scaled(&digits, factor, pow10).unwrap_or(f64::INFINITY);
     if !number.is_finite() {
         let text = q.text();
         let shown = if text.len() > 24 {
@@ -219,5 +246,26 @@ pub fn expect_count_or_percent(
             Err(d)
         }
         Err(d) => Err(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled;
+
+    #[test]
+    fn unit_literals_are_exact_decimals() {
+        // Each was one ulp off when the parsed number was multiplied by the unit.
+        for p in [35, 41, 47, 57, 69, 70, 82, 83, 94, 95] {
+            let written = format!("0.{p}");
+            assert_eq!(scaled(&p.to_string(), 1, -2), written.parse().ok(), "{p}%");
+        }
+        assert_eq!(scaled("13", 1, -3), Some(0.013));
+        assert_eq!(scaled("4.03", 1, 3), Some(4030.0));
+        assert_eq!(scaled("2.01", 1, 6), Some(2_010_000.0));
+        assert_eq!(scaled("600", 1_048_576, 0), Some(629_145_600.0));
+        assert_eq!(scaled("1.5", 3600, 0), Some(5400.0));
+        assert_eq!(scaled("0.1", 60, 0), Some(6.0));
+        assert_eq!(scaled("1e3", 1, 0), None);
     }
 }

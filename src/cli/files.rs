@@ -76,8 +76,8 @@ pub fn load(path: &Path, file: usize) -> Loaded {
                 file,
                 Span::new(0, 0),
                 format!(
-                    "`{shown}` is {}; a policy file may be at most {}",
-                    input::show_bytes(size),
+                    "`{shown}` is {:.1} MiB; a policy file may be at most {}",
+                    size as f64 / 1048576.0,
                     input::show_bytes(MAX_FILE_BYTES)
                 ),
             )

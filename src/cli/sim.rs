@@ -332,11 +332,15 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
         ));
     }
     if let Some(other_file) = &args.compare {
-        let other = pick(
-            load_policies(other_file)?,
-            args.replay.policy.as_deref().or(Some(policy.name.as_str())),
-            other_file,
-        )?;
+        // The policy of the same name, or the file's only one (docs/serve.md).
+        let others = load_policies(other_file)?;
+        let wanted = args
+            .replay
+            .policy
+            .as_deref()
+            .unwrap_or(policy.name.as_str());
+        let name = (others.len() != 1 || others.iter().any(|p| p.name == wanted)).then_some(wanted);
+        let other = pick(others, name, other_file)?;
         // The same history: fetched again only for metrics the first version lacks.
         let other_trace = if other
             .metrics

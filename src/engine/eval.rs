@@ -49,10 +49,16 @@ pub fn boolean(expr: &Expr, scope: &Scope<'_>) -> Option<bool> {
 
 fn binary(op: BinOp, l: &Expr, r: &Expr, scope: &Scope<'_>) -> Option<Val> {
     if op.is_logical() {
-        // Both sides are needed: a condition with a missing input is missing, even
-        // when the other side alone would decide it (a missing sample breaks a window).
-        let (a, b) = (boolean(l, scope)?, boolean(r, scope)?);
-        return Some(Val::Bool(if op == BinOp::And { a && b } else { a || b }));
+        // Three-valued (Kleene) logic (§3, v1.1): a side that alone decides wins over a
+        // missing one: `true or missing` is true, `false and missing` is false; any
+        // other combination with a missing side is missing.
+        let (a, b) = (boolean(l, scope), boolean(r, scope));
+        let decided = if op == BinOp::And { false } else { true };
+        return match (a, b) {
+            (Some(x), _) | (_, Some(x)) if x == decided => Some(Val::Bool(decided)),
+            (Some(_), Some(_)) => Some(Val::Bool(!decided)),
+            _ => None,
+        };
     }
     let (a, b) = (number(l, scope)?, number(r, scope)?);
     Some(match op {
@@ -166,5 +172,33 @@ mod tests {
             Box::new(Expr::Number(0.0)),
         );
         assert_eq!(eval(&cmp, &scope), None);
+    }
+
+    #[test]
+    fn logic_is_three_valued() {
+        // metrics: a true condition's input, a false one's, and a missing one.
+        let scope = Scope {
+            metrics: &[Some(1.0), Some(0.0), None],
+            lets: &[],
+            current: 1,
+        };
+        let cond = |i: usize| {
+            Box::new(Expr::Binary(
+                BinOp::Gt,
+                Box::new(Expr::Metric(i)),
+                Box::new(Expr::Number(0.5)),
+            ))
+        };
+        let (t, f, m) = (0, 1, 2);
+        let logic = |op, a, b| eval(&Expr::Binary(op, cond(a), cond(b)), &scope);
+        assert_eq!(logic(BinOp::Or, t, m), Some(Val::Bool(true)));
+        assert_eq!(logic(BinOp::Or, m, t), Some(Val::Bool(true)));
+        assert_eq!(logic(BinOp::Or, f, m), None);
+        assert_eq!(logic(BinOp::And, f, m), Some(Val::Bool(false)));
+        assert_eq!(logic(BinOp::And, m, f), Some(Val::Bool(false)));
+        assert_eq!(logic(BinOp::And, t, m), None);
+        assert_eq!(logic(BinOp::And, t, t), Some(Val::Bool(true)));
+        assert_eq!(logic(BinOp::Or, f, f), Some(Val::Bool(false)));
+        assert_eq!(eval(&Expr::Not(cond(m)), &scope), None);
     }
 }

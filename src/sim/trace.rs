@@ -158,7 +158,9 @@ pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
     let mut out = Vec::new();
     for token in series.split_whitespace() {
         if out.len() > MAX_SAMPLES {
-            return Err(format!("the series expands to more than {MAX_SAMPLES} samples"));
+            return Err(format!(
+                "the series expands to more than {MAX_SAMPLES} samples"
+            ));
         }
         if token == "_" || token == "stale" {
             out.push(None);
