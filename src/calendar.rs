@@ -82,6 +82,17 @@ fn local_date(zone: Tz, at: DateTime<Utc>) -> NaiveDate {
 
 /// The occurrences of `window` that overlap `[from, to)`, sorted by start.
 pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
+    instances_upto(window, from, to, MAX_INSTANCES)
+}
+
+/// [`instances`], but at most the first `cap` of them.
+pub fn instances_upto(
+    window: &Window,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cap: usize,
+) -> Vec<Interval> {
+    let cap = cap.min(MAX_INSTANCES);
     let range = Interval {
         start: from,
         end: to,
@@ -100,7 +111,7 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
             };
             let last = local_date(window.zone, to);
             let mut day = first;
-            while day <= last && out.len() < MAX_INSTANCES {
+            while day <= last && out.len() < cap {
                 let weekday = day.weekday().num_days_from_monday() as usize;
                 if days.get(weekday).copied().unwrap_or(false) && !skipped(day) {
                     let end_day = if close > open {
@@ -147,7 +158,7 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
                 .with_timezone(&window.zone)
                 .naive_local();
             let mut inclusive = true;
-            while out.len() < MAX_INSTANCES {
+            while out.len() < cap {
                 let Ok(fire) = pattern.cron.find_next_occurrence(&local, inclusive) else {
                     break;
                 };
@@ -179,11 +190,21 @@ pub fn instances(window: &Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
 /// The occurrences of any of `windows` that overlap `[from, to)`, sorted, with
 /// overlapping or touching ones merged: when a schedule with these windows is active.
 pub fn occurrences(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Interval> {
+    occurrences_upto(windows, from, to, MAX_INSTANCES)
+}
+
+/// [`occurrences`] of at most the first `cap` instances of each window.
+pub fn occurrences_upto(
+    windows: &[Window],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cap: usize,
+) -> Vec<Interval> {
     #[cfg(test)]
     LAID_OUT.with(|n| n.set(n.get() + 1));
     let mut all: Vec<Interval> = windows
         .iter()
-        .flat_map(|w| instances(w, from, to))
+        .flat_map(|w| instances_upto(w, from, to, cap))
         .collect();
     all.sort();
     let mut merged: Vec<Interval> = Vec::with_capacity(all.len());

@@ -16,6 +16,11 @@ use super::values;
 /// How far ahead periodic windows are laid out to look for overlaps: a little over a
 /// year, so that every daylight-saving rule of both zones is met once.
 const HORIZON_DAYS: i64 = 400;
+/// Conflicts are searched over each window's first this many occurrences within the
+/// horizon: all 400 days of a daily window, 83 days of an hourly cron, 33 hours of a
+/// `* * * * *` one. A dense schedule's far future is not searched; what is found is
+/// always real (docs/language.md).
+const CONFLICT_INSTANCES: usize = 2_000;
 
 pub fn zone(name: &Node<ast::Str>, file: usize, diags: &mut Vec<Diagnostic>) -> Option<Tz> {
     match name.value.parse::<Tz>() {
@@ -424,7 +429,7 @@ pub fn conflicts(
         .zip(&needed)
         .map(|((s, _), n)| {
             if *n {
-                calendar::occurrences(&s.windows, from, to)
+                calendar::occurrences_upto(&s.windows, from, to, CONFLICT_INSTANCES)
             } else {
                 Vec::new()
             }
