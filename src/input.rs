@@ -93,18 +93,8 @@ pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
             max,
         });
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // The file may grow between the check and the read: never read past the cap.
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > max {
-        return Err(ReadError::TooLarge {
-            size: bytes.len() as u64,
-            max,
-        });
-    }
-    Ok(bytes)
+    read_all(file, max)
 }
 
 /// The text of a regular UTF-8 file of at most `max` bytes.
