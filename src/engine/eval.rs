@@ -53,7 +53,7 @@ fn binary(op: BinOp, l: &Expr, r: &Expr, scope: &Scope<'_>) -> Option<Val> {
         // missing one: `true or missing` is true, `false and missing` is false; any
         // other combination with a missing side is missing.
         let (a, b) = (boolean(l, scope), boolean(r, scope));
-        let decided = if op == BinOp::And { false } else { true };
+        let decided = op != BinOp::And;
         return match (a, b) {
             (Some(x), _) | (_, Some(x)) if x == decided => Some(Val::Bool(decided)),
             (Some(_), Some(_)) => Some(Val::Bool(!decided)),

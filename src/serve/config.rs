@@ -409,17 +409,16 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                 max_response_bytes,
                 ..
             } = &s.kind
+                && (*timeout_ms == 0 || *max_response_bytes == 0)
             {
-                if *timeout_ms == 0 || *max_response_bytes == 0 {
-                    out.push(invalid(
-                        &s.name,
-                        format!(
-                            "source `{}`: timeout_ms and max_response_bytes must be above 0",
-                            s.name
-                        ),
-                        "every query would fail: leave them out for the defaults",
-                    ));
-                }
+                out.push(invalid(
+                    &s.name,
+                    format!(
+                        "source `{}`: timeout_ms and max_response_bytes must be above 0",
+                        s.name
+                    ),
+                    "every query would fail: leave them out for the defaults",
+                ));
             }
         }
         if let Err(e) = loaded.override_token() {
