@@ -237,6 +237,19 @@ fn run_check(
     config: Option<&Path>,
     now: Option<DateTime<Utc>>,
 ) -> u8 {
+    // Without `--config`, the configuration `serve` would use, if one stands where
+    // policyctl.md says to look; else sources are judged by convention.
+    let discovered = match config {
+        Some(_) => None,
+        None => files::discover_config(paths),
+    };
+    if let (Some(found), Format::Human) = (&discovered, format) {
+        eprintln!(
+            "note: checking against the service configuration {}",
+            found.display()
+        );
+    }
+    let config = config.or(discovered.as_deref());
     let service = match config.map(cli::serve::check_config).transpose() {
         Ok(service) => service,
         Err(e) => return fail(&e),
@@ -280,6 +293,7 @@ fn run_check(
         }
     }
     let mut options = Options::at(now.unwrap_or_else(Utc::now));
+    options.conventional_sources = service.is_none();
     if let Some(s) = &service {
         let now = options.now;
         options = s.options.clone();

@@ -151,6 +151,8 @@ pub enum BinOp {
     Ne,
     And,
     Or,
+    /// `a ?? b`: `a` where it is present, else `b`.
+    Fallback,
 }
 
 impl BinOp {

@@ -124,3 +124,71 @@ fn the_diagnostics_page_lists_every_code() {
         );
     }
 }
+
+/// policyctl.md, `check` without `--config`: a typo in a source name and an unclosed
+/// PromQL parenthesis never pass `--deny-warnings` silently.
+#[test]
+fn without_a_configuration_sources_are_judged_by_convention() {
+    let dir = support::scratch("check-convention");
+    let file = dir.join("typo.scale");
+    std::fs::write(
+        &file,
+        "policy \"typo\" {\n  target k8s \"web\"\n  replicas 1..5\n  metric cpu = promethues \"sum(rate(x[5m])\"\n  metric load = host \"load1\"\n  track cpu at 50%\n  track load per replica 2\n}\n",
+    )
+    .unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let (code, out, _) = policyctl(&["check", "--format", "json", &path]);
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let codes: Vec<(&str, &str)> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["severity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("scale::unknown-source", "warning"),
+            ("scale::invalid-promql", "error")
+        ]
+    );
+    assert!(report["diagnostics"][0]["help"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `prometheus`?"));
+    // The typo alone: a warning, which `--deny-warnings` makes fail.
+    std::fs::write(
+        &file,
+        "policy \"typo\" {\n  target k8s \"web\"\n  replicas 1..5\n  metric cpu = promethues \"up\"\n  track cpu at 50%\n}\n",
+    )
+    .unwrap();
+    assert_eq!(policyctl(&["check", &path]).0, 0);
+    assert_eq!(policyctl(&["check", "--deny-warnings", &path]).0, 1);
+}
+
+/// policyctl.md: `check` uses the `policyctl.ron` of a parent of the checked paths.
+#[test]
+fn a_configuration_beside_the_policies_is_discovered() {
+    let dir = support::scratch("check-discovery");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policyctl.ron"),
+        "(sources: [(name: \"host\", kind: Host)], actuators: [], policies: [\"policies\"])\n",
+    )
+    .unwrap();
+    let file = dir.join("policies").join("web.scale");
+    std::fs::write(
+        &file,
+        "policy \"web\" {\n  target k8s \"web\"\n  replicas 1..5\n  metric load = host \"load1\"\n  track load per replica 2\n}\n",
+    )
+    .unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let (code, out, err) = policyctl(&["check", "--format", "json", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("scale::unknown-actuator"), "{out}");
+    // Without it, `k8s` cannot be judged, and the policy passes.
+    std::fs::remove_file(dir.join("policyctl.ron")).unwrap();
+    let (code, out, _) = policyctl(&["check", "--deny-warnings", &path]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -77,7 +77,8 @@ fn run(
             });
             current = d.to;
         }
-        let bound = 1
+        // One per tick of the longest window, and the first tick's record of `current`.
+        let bound = 2
             + (policy.stabilize_up.max(policy.stabilize_down).as_secs()
                 / policy.every.as_secs().max(1)) as usize;
         assert!(

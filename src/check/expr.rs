@@ -105,6 +105,7 @@ impl Scope<'_> {
                     if ty == Ty::Unknown { Ty::Unknown } else { want },
                 )
             }
+            ast::Expr::Binary(BinOp::Fallback, lhs, rhs) => self.fallback(lhs, rhs, diags),
             ast::Expr::Binary(op, lhs, rhs) => {
                 let (operand, result) = if op.is_logical() {
                     (Ty::Condition, Ty::Condition)
@@ -130,6 +131,26 @@ impl Scope<'_> {
             }
             ast::Expr::Call(name, args) => self.call(name, args, expr.span, diags),
         }
+    }
+
+    /// `a ?? b`: both sides of one type (numbers, or conditions), which is the result's.
+    fn fallback(
+        &mut self,
+        lhs: &Node<ast::Expr>,
+        rhs: &Node<ast::Expr>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (model::Expr, Ty) {
+        let (l, lt) = self.lower(lhs, diags);
+        let (r, rt) = self.lower(rhs, diags);
+        let ty = match (lt, rt) {
+            (Ty::Unknown, _) | (_, Ty::Unknown) => Ty::Unknown,
+            (a, b) if a == b => a,
+            (a, _) => self.operand(rhs, rt, a, "`??`", diags),
+        };
+        (
+            model::Expr::Binary(model::BinOp::Fallback, Box::new(l), Box::new(r)),
+            ty,
+        )
     }
 
     /// Report an operand of the wrong type; the result is `Unknown` after an error.
@@ -269,6 +290,7 @@ fn lower_op(op: BinOp) -> model::BinOp {
         BinOp::Ne => model::BinOp::Ne,
         BinOp::And => model::BinOp::And,
         BinOp::Or => model::BinOp::Or,
+        BinOp::Fallback => model::BinOp::Fallback,
     }
 }
 

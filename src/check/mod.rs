@@ -36,7 +36,13 @@ pub struct Options {
     /// What the service configuration declares, when `check --config` (or `serve`)
     /// gives one: then targets and metric sources must name what exists.
     pub known: Option<Known>,
+    /// Without a service configuration: judge source names by convention
+    /// (`CONVENTIONAL_SOURCES`), warning of any other (`check` without `--config`).
+    pub conventional_sources: bool,
 }
+
+/// The source names `check` knows without a configuration (policyctl.md, `check`).
+pub const CONVENTIONAL_SOURCES: [&str; 3] = ["prometheus", "host", "file"];
 
 /// The actuators and sources of a service configuration, as `check` needs them.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +68,7 @@ impl Options {
             now,
             promql_sources: vec!["prometheus".to_string()],
             known: None,
+            conventional_sources: false,
         }
     }
 }
@@ -294,6 +301,25 @@ fn check_queries(
                 }
                 Some((_, Queries::Promql)) => {}
             }
+        } else if options.conventional_sources
+            && !CONVENTIONAL_SOURCES.contains(&source.node.as_str())
+        {
+            // A source by another name: probably a typo; its query is judged as PromQL.
+            let mut d = Diagnostic::new(
+                Code::UnknownSource,
+                file,
+                source.span,
+                format!("metric source `{}` is not a conventional name", source.node),
+            )
+            .label("no configuration declares it")
+            .help(match suggest::did_you_mean(&source.node, CONVENTIONAL_SOURCES) {
+                Some(typo) => format!(
+                    "{typo} (a source by another name needs its service configuration: a `policyctl.ron` beside the policies, or `--config FILE`)"
+                ),
+                None => "the conventional sources are prometheus, host and file; declare others in a `policyctl.ron` beside the policies, or pass `--config FILE`".to_string(),
+            });
+            d.severity = Severity::Warning;
+            diags.push(d);
         } else if !options.promql_sources.contains(&source.node) {
             continue;
         }

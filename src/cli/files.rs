@@ -111,3 +111,22 @@ pub fn load(path: &Path, file: usize) -> Loaded {
         }
     }
 }
+
+/// The service configuration `check` uses without `--config` (policyctl.md): a
+/// `policyctl.ron` in the current directory, else in the nearest parent folder of a
+/// checked path.
+pub fn discover_config(paths: &[PathBuf]) -> Option<PathBuf> {
+    const NAME: &str = "policyctl.ron";
+    let here = Path::new(NAME);
+    if here.is_file() {
+        return Some(here.to_path_buf());
+    }
+    paths.iter().find_map(|path| {
+        let path = std::fs::canonicalize(path).ok()?;
+        let start = if path.is_dir() { &path } else { path.parent()? };
+        start
+            .ancestors()
+            .map(|dir| dir.join(NAME))
+            .find(|candidate| candidate.is_file())
+    })
+}

@@ -48,6 +48,10 @@ pub fn boolean(expr: &Expr, scope: &Scope<'_>) -> Option<bool> {
 }
 
 fn binary(op: BinOp, l: &Expr, r: &Expr, scope: &Scope<'_>) -> Option<Val> {
+    if op == BinOp::Fallback {
+        // `a ?? b` (§3, v1.1): the first present value.
+        return eval(l, scope).or_else(|| eval(r, scope));
+    }
     if op.is_logical() {
         // Three-valued (Kleene) logic (§3, v1.1): a side that alone decides wins over a
         // missing one: `true or missing` is true, `false and missing` is false; any
@@ -72,7 +76,7 @@ fn binary(op: BinOp, l: &Expr, r: &Expr, scope: &Scope<'_>) -> Option<Val> {
         BinOp::Le => Val::Bool(a <= b),
         BinOp::Eq => Val::Bool(a == b),
         BinOp::Ne => Val::Bool(a != b),
-        BinOp::And | BinOp::Or => return None,
+        BinOp::And | BinOp::Or | BinOp::Fallback => return None,
     })
 }
 

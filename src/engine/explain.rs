@@ -79,6 +79,8 @@ pub enum Note {
         rule: usize,
     },
     NoProposal,
+    /// Step 3 in a policy with no rules at all: the lowest count step 5 allows.
+    NoRules,
     /// Step 4, `on missing hold`: no recommendation below `current`.
     Hold,
     /// Step 4, `on missing scale to N after K`, before the K-th tick.
@@ -98,6 +100,12 @@ pub enum Note {
     Stabilize {
         lowest_up: u32,
         highest_down: u32,
+        /// The policy had no recommendation history: `current` was recorded first.
+        first_tick: bool,
+    },
+    /// Step 6 skipped: `current` is outside the bounds, the result is the nearest one.
+    OutsideBounds {
+        current: u32,
     },
     Floor {
         schedule: usize,
@@ -127,8 +135,10 @@ pub enum LimitSource {
         index: usize,
         start: u32,
     },
-    /// `max(4 per 15s, 100% per 15s)`, the default for scaling up.
+    /// One of the defaults for scaling up, `4 per 15s` (index 0) and `100% per 15s`
+    /// (index 1), combined by the direction's `select`.
     Default {
+        index: usize,
         start: u32,
     },
     Disabled,
@@ -239,11 +249,14 @@ pub fn step_text(policy: &Policy, step: &Step) -> String {
             policy.rules.get(rule).map_or("?", |r| r.text.as_str())
         ),
         Note::NoProposal => "no rule proposed: current count".to_string(),
-        Note::Hold => "a metric is missing: on missing hold, no scale-down".to_string(),
+        Note::NoRules => "no rules: the lowest count the bounds allow".to_string(),
+        Note::Hold => "a rule's input is missing: on missing hold, no scale-down".to_string(),
         Note::FallbackPending { tick, after } => {
-            format!("a metric is missing (tick {tick} of {after}): holding")
+            format!("a rule's input is missing (tick {tick} of {after}): holding")
         }
-        Note::Fallback { tick } => format!("a metric is missing for {tick} ticks: fallback count"),
+        Note::Fallback { tick } => {
+            format!("a rule's input is missing for {tick} ticks: fallback count")
+        }
         Note::Bounds {
             min,
             max,
@@ -257,11 +270,20 @@ pub fn step_text(policy: &Policy, step: &Step) -> String {
         Note::Stabilize {
             lowest_up,
             highest_down,
+            first_tick,
         } => format!(
-            "lowest recommendation of the last {}: {lowest_up}; highest of the last {}: {highest_down}",
+            "lowest recommendation of the last {}: {lowest_up}; highest of the last {}: {highest_down}{}",
             secs(policy.stabilize_up),
-            secs(policy.stabilize_down)
+            secs(policy.stabilize_down),
+            if first_tick {
+                "; first tick: current recorded as a recommendation"
+            } else {
+                ""
+            }
         ),
+        Note::OutsideBounds { current } => {
+            format!("current {current} is outside the bounds: the nearest bound at once")
+        }
         Note::Floor { schedule, replicas } => format!(
             "schedule `{}` floor {replicas}",
             schedule_name(policy, schedule)
@@ -288,9 +310,17 @@ pub fn step_text(policy: &Policy, step: &Step) -> String {
                         .map_or(String::from("?"), |r| rate_text(direction, r));
                     format!("`{text}` allows {limit} (from {start})")
                 }
-                LimitSource::Default { start } => format!(
-                    "default limit up max(4 per 15s, 100% per 15s) allows {limit} (from {start})"
-                ),
+                LimitSource::Default { index, start } => {
+                    let text = if index == 0 { "4 per 15s" } else { "100% per 15s" };
+                    let select = if limits.select == crate::model::Select::Min {
+                        "min"
+                    } else {
+                        "max"
+                    };
+                    format!(
+                        "default `limit up {text}` ({select} of 4 per 15s, 100% per 15s) allows {limit} (from {start})"
+                    )
+                }
                 LimitSource::Disabled => format!("`limit {} disabled`", direction.as_str()),
             }
         }
@@ -370,44 +400,56 @@ pub fn describe(policy: &Policy, e: &Explanation) -> String {
     out
 }
 
-/// A one-line reason for a decision or a hold: what proposed, and what bound it.
+/// A one-line reason for a decision or a hold. It starts with what made the result:
+/// the last step that moved the count the way the decision goes (a schedule's floor,
+/// the bounds), or else the rules; then every other step that changed the count, and
+/// missing data or a cooldown even when they did not (they say why nothing moved).
 pub fn reason(policy: &Policy, e: &Explanation) -> String {
-    let mut parts = Vec::new();
-    if let Some(first) = e.steps.first() {
-        parts.push(match first.note {
-            Note::Highest { rule } => {
-                let text = policy.rules.get(rule).map_or("?", |r| r.text.as_str());
-                match e.rules.get(rule) {
-                    Some(outcome) => format!("`{text}` {}", outcome_text(outcome, e.current)),
-                    None => format!("`{text}`"),
-                }
+    let rules = match e.steps.first().map(|s| s.note) {
+        Some(Note::Highest { rule }) => {
+            let text = policy.rules.get(rule).map_or("?", |r| r.text.as_str());
+            match e.rules.get(rule) {
+                Some(outcome) => format!("`{text}` {}", outcome_text(outcome, e.current)),
+                None => format!("`{text}`"),
             }
-            _ if policy.rules.is_empty() => "no rule".to_string(),
-            _ => {
-                let why: Vec<String> = policy
-                    .rules
-                    .iter()
-                    .zip(&e.rules)
-                    .map(|(rule, outcome)| {
-                        format!("`{}` {}", rule.text, outcome_text(outcome, e.current))
-                    })
-                    .collect();
-                format!("no proposal: {}", why.join(", "))
-            }
-        });
-    }
-    // Steps that changed the count, and missing data or a cooldown even when they did
-    // not: they say why nothing moved.
-    let telling = |s: &&Step| {
+        }
+        _ if policy.rules.is_empty() => match e.steps.first() {
+            Some(first) => format!("no rule; recommendation: {}", step_text(policy, first)),
+            None => "no rule".to_string(),
+        },
+        _ => {
+            let why: Vec<String> = policy
+                .rules
+                .iter()
+                .zip(&e.rules)
+                .map(|(rule, outcome)| {
+                    format!("`{}` {}", rule.text, outcome_text(outcome, e.current))
+                })
+                .collect();
+            format!("no proposal: {}", why.join(", "))
+        }
+    };
+    let way = e.result.cmp(&e.current);
+    let maker = e
+        .steps
+        .iter()
+        .rposition(|s| s.after.cmp(&s.before) == way && way != std::cmp::Ordering::Equal)
+        .filter(|i| *i > 0);
+    let step = |s: &Step| format!("{}: {}", s.kind.title(), step_text(policy, s));
+    let telling = |s: &Step| {
         s.before != s.after
             || (matches!(s.kind, StepKind::Missing | StepKind::Cooldown) && s.note != Note::Nothing)
+            || matches!(s.note, Note::OutsideBounds { .. })
     };
-    for step in e.steps.iter().skip(1).filter(telling) {
-        parts.push(format!(
-            "{}: {}",
-            step.kind.title(),
-            step_text(policy, step)
-        ));
+    let mut parts = Vec::new();
+    if let Some(i) = maker {
+        parts.push(step(&e.steps[i]));
+    }
+    parts.push(rules);
+    for (i, s) in e.steps.iter().enumerate().skip(1) {
+        if Some(i) != maker && telling(s) {
+            parts.push(step(s));
+        }
     }
     parts.join("; ")
 }

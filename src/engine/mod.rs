@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration as TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    Direction, Limits, OnMissing, Policy, RateAmount, RuleKind, Select, WhenAction,
+    Direction, Limits, OnMissing, Policy, Rate, RateAmount, RuleKind, Select, WhenAction,
 };
 use eval::{Scope, Val};
 pub use explain::{Abstain, Explanation, How, LimitSource, Note, Outcome, Step, StepKind};
@@ -47,10 +47,6 @@ pub struct Tick {
     pub decision: Option<Decision>,
     pub explanation: Explanation,
 }
-
-/// The default rate limit up, when a policy sets none: `max(4 per 15s, 100% per 15s)`.
-const DEFAULT_UP_WINDOW: Duration = Duration::from_secs(15);
-const DEFAULT_UP_COUNT: u32 = 4;
 
 fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
@@ -132,6 +128,9 @@ pub fn rebuild_windows(
 
 /// Evaluate one tick. `state` is updated in place to the state after the tick;
 /// `schedules` is a cache derived from `policy` alone.
+///
+/// Each step of §6 of the language reference is one function below, named for it, in
+/// the reference's order.
 pub fn tick(
     policy: &Policy,
     schedules: &mut Schedules,
@@ -149,6 +148,66 @@ pub fn tick(
     let missing: Vec<usize> = (0..policy.metrics.len())
         .filter(|i| metrics.get(*i).copied().flatten().is_none())
         .collect();
+    let lets = let_values(policy, metrics, current);
+    let scope = Scope {
+        metrics,
+        lets: &lets,
+        current,
+    };
+
+    let rules: Vec<Outcome> = policy
+        .rules
+        .iter()
+        .zip(state.windows.iter_mut())
+        .map(|(rule, window)| {
+            let outcome = proposal(policy, &rule.kind, &scope, window, now);
+            tolerance(policy, outcome, current)
+        })
+        .collect();
+
+    let mut active = Vec::new();
+    schedules.active(policy, now, &mut active);
+    let effects = Effects::of(policy, &active);
+    let (lo, hi) = effects.bounds(policy);
+    // §6 step 5: a count outside the bounds goes to the nearest bound at once.
+    let outside = (current < lo || current > hi).then(|| current.clamp(lo, hi));
+
+    let mut steps = Vec::with_capacity(7);
+    let value = recommendation(policy, &rules, current, lo, &mut steps);
+    let value = missing_data(policy, state, &rules, current, value, &mut steps);
+    let value = bounds(value, lo, hi, effects.range.is_some(), &mut steps);
+    let value = stabilisation(policy, state, now, current, value, outside, &mut steps);
+    let value = schedule_limits(&effects, value, &mut steps);
+    let limits = RateLimits::new(policy, state, current, now);
+    let value = rate_limits(&limits, value, outside.is_some(), &mut steps);
+    let value = cooldown(
+        policy,
+        state,
+        now,
+        current,
+        value,
+        (&effects, &limits),
+        outside.is_some(),
+        &mut steps,
+    );
+
+    let explanation = Explanation {
+        at: now,
+        current,
+        missing,
+        rules,
+        schedules: active,
+        steps,
+        result: value,
+    };
+    let decision = decision(policy, state, &explanation);
+    Tick {
+        decision,
+        explanation,
+    }
+}
+
+fn let_values(policy: &Policy, metrics: &[Option<f64>], current: u32) -> Vec<Option<Val>> {
     let mut lets: Vec<Option<Val>> = Vec::with_capacity(policy.lets.len());
     for l in &policy.lets {
         let value = eval::eval(
@@ -161,275 +220,68 @@ pub fn tick(
         );
         lets.push(value);
     }
-    let scope = Scope {
-        metrics,
-        lets: &lets,
-        current,
-    };
+    lets
+}
 
-    // Steps 1 and 2: proposals, with tolerance.
-    let rules: Vec<Outcome> = policy
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| propose(policy, &rule.kind, &scope, &mut state.windows[i], now))
-        .collect();
+/// The active schedules' effects combined (§5): the highest floor, the lowest ceiling,
+/// the highest A and the lowest B, each with the schedule that set it.
+struct Effects {
+    range: Option<(u32, u32)>,
+    floor: Option<(u32, usize)>,
+    ceiling: Option<(u32, usize)>,
+}
 
-    // Step 3: the highest proposal.
-    let mut steps = Vec::with_capacity(7);
-    let best = rules
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| match o {
-            Outcome::Proposed { replicas, .. } => Some((*replicas, i)),
-            Outcome::Abstained(_) => None,
-        })
-        .max_by_key(|(r, i)| (*r, std::cmp::Reverse(*i)));
-    let mut value = best.map_or(current, |(r, _)| r);
-    let note = best.map_or(Note::NoProposal, |(_, rule)| Note::Highest { rule });
-    steps.push(Step {
-        kind: StepKind::Recommendation,
-        before: value,
-        after: value,
-        note,
-    });
-
-    // Step 4: missing data.
-    let before = value;
-    let mut note = Note::Nothing;
-    if missing.is_empty() {
-        state.missing_ticks = 0;
-    } else {
-        state.missing_ticks = state.missing_ticks.saturating_add(1);
-        match policy.on_missing {
-            OnMissing::Hold => {
-                value = value.max(current);
-                note = Note::Hold;
-            }
-            OnMissing::ScaleTo { replicas, after } if state.missing_ticks >= after => {
-                value = replicas;
-                note = Note::Fallback {
-                    tick: state.missing_ticks,
-                };
-            }
-            OnMissing::ScaleTo { after, .. } => {
-                value = value.max(current);
-                note = Note::FallbackPending {
-                    tick: state.missing_ticks,
-                    after,
-                };
-            }
-        }
-    }
-    steps.push(Step {
-        kind: StepKind::Missing,
-        before,
-        after: value,
-        note,
-    });
-
-    // Step 5: bounds, replaced by the active schedules' `replicas A..B`.
-    let mut active = Vec::new();
-    schedules.active(policy, now, &mut active);
-    let mut range: Option<(u32, u32)> = None;
-    let mut floor: Option<(u32, usize)> = None;
-    let mut ceiling: Option<(u32, usize)> = None;
-    for &i in &active {
-        let effect = policy.schedules[i].effect;
-        if let Some((a, b)) = effect.range {
-            range = Some(range.map_or((a, b), |(ra, rb)| (ra.max(a), rb.min(b))));
-        }
-        if let Some(f) = effect.floor
-            && floor.is_none_or(|(v, _)| f > v)
-        {
-            floor = Some((f, i));
-        }
-        if let Some(c) = effect.ceiling
-            && ceiling.is_none_or(|(v, _)| c < v)
-        {
-            ceiling = Some((c, i));
-        }
-    }
-    let (lo, hi) = match range {
-        // Capacity before cost: a range whose floor passed its ceiling keeps the floor.
-        Some((a, b)) => (a, b.max(a)),
-        None => (policy.min, policy.max),
-    };
-    let before = value;
-    value = value.clamp(lo, hi);
-    steps.push(Step {
-        kind: StepKind::Bounds,
-        before,
-        after: value,
-        note: Note::Bounds {
-            min: lo,
-            max: hi,
-            from_schedule: range.is_some(),
-        },
-    });
-    let recommendation = value;
-
-    // Step 6: stabilisation over the recommendations of the last U and D.
-    state.recommendations.push_back(Recommendation {
-        at: now,
-        replicas: recommendation,
-    });
-    let keep = Window::last(now, policy.stabilize_up.max(policy.stabilize_down));
-    while state
-        .recommendations
-        .front()
-        .is_some_and(|r| !keep.contains(r.at))
-    {
-        state.recommendations.pop_front();
-    }
-    let recent = |d: Duration| {
-        let window = Window::last(now, d);
-        state
-            .recommendations
-            .iter()
-            .filter(move |r| window.contains(r.at))
-            .map(|r| r.replicas)
-    };
-    let lowest_up = recent(policy.stabilize_up).min().unwrap_or(recommendation);
-    let highest_down = recent(policy.stabilize_down)
-        .max()
-        .unwrap_or(recommendation);
-    let before = value;
-    value = current.max(lowest_up).min(highest_down);
-    steps.push(Step {
-        kind: StepKind::Stabilize,
-        before,
-        after: value,
-        note: Note::Stabilize {
-            lowest_up,
-            highest_down,
-        },
-    });
-
-    // Step 7: schedules: the lowest ceiling, then the highest floor (the floor wins).
-    let before = value;
-    let mut note = Note::Nothing;
-    if let Some((c, schedule)) = ceiling
-        && value > c
-    {
-        value = c;
-        note = Note::Ceiling {
-            schedule,
-            replicas: c,
+impl Effects {
+    fn of(policy: &Policy, active: &[usize]) -> Effects {
+        let mut e = Effects {
+            range: None,
+            floor: None,
+            ceiling: None,
         };
-    }
-    if let Some((f, schedule)) = floor
-        && value < f
-    {
-        value = f;
-        note = Note::Floor {
-            schedule,
-            replicas: f,
-        };
-    }
-    steps.push(Step {
-        kind: StepKind::Schedules,
-        before,
-        after: value,
-        note,
-    });
-    let scheduled = (floor.map(|(f, _)| f), ceiling.map(|(c, _)| c));
-
-    // Step 8: rate limits.
-    let limits = RateLimits::new(policy, state, current, now);
-    let before = value;
-    let (limited, note) = limits.apply(value);
-    value = limited;
-    steps.push(Step {
-        kind: StepKind::RateLimit,
-        before,
-        after: value,
-        note,
-    });
-
-    // Step 9: cooldowns. A move a schedule forces is held back by rate limits only.
-    let before = value;
-    let mut note = Note::Nothing;
-    let direction = match value.cmp(&current) {
-        std::cmp::Ordering::Greater => Some(Direction::Up),
-        std::cmp::Ordering::Less => Some(Direction::Down),
-        std::cmp::Ordering::Equal => None,
-    };
-    if let (Some(direction), Some(last)) = (direction, state.last_event) {
-        let cooldown = if direction == Direction::Up {
-            policy.cooldown_up
-        } else {
-            policy.cooldown_down
-        };
-        let since = now - last;
-        if !cooldown.is_zero() && since < delta(cooldown) {
-            let remaining = (delta(cooldown) - since).to_std().unwrap_or_default();
-            note = Note::Cooldown {
-                direction,
-                remaining,
-            };
-            // What the schedules alone demand of the current count still happens.
-            let (f, c) = scheduled;
-            let mut forced = current;
-            if let Some(c) = c {
-                forced = forced.min(c);
+        for &i in active {
+            let effect = policy.schedules[i].effect;
+            if let Some((a, b)) = effect.range {
+                e.range = Some(e.range.map_or((a, b), |(ra, rb)| (ra.max(a), rb.min(b))));
             }
-            if let Some(f) = f {
-                forced = forced.max(f);
+            if let Some(f) = effect.floor
+                && e.floor.is_none_or(|(v, _)| f > v)
+            {
+                e.floor = Some((f, i));
             }
-            value = limits.apply(forced).0;
+            if let Some(c) = effect.ceiling
+                && e.ceiling.is_none_or(|(v, _)| c < v)
+            {
+                e.ceiling = Some((c, i));
+            }
+        }
+        e
+    }
+
+    /// Step 5's bounds: the policy's, or the active ranges' (capacity before cost: a
+    /// range whose floor passed its ceiling keeps the floor).
+    fn bounds(&self, policy: &Policy) -> (u32, u32) {
+        match self.range {
+            Some((a, b)) => (a, b.max(a)),
+            None => (policy.min, policy.max),
         }
     }
-    steps.push(Step {
-        kind: StepKind::Cooldown,
-        before,
-        after: value,
-        note,
-    });
 
-    let explanation = Explanation {
-        at: now,
-        current,
-        missing,
-        rules,
-        schedules: active,
-        steps,
-        result: value,
-    };
-
-    // Step 10: the decision, which becomes a scale event.
-    let decision = (value != current).then(|| {
-        state.events.push_back(ScaleEvent {
-            at: now,
-            from: current,
-            to: value,
-        });
-        state.last_event = Some(now);
-        for window in state.windows.iter_mut().flatten() {
-            *window = now;
+    /// What the schedules alone demand of `value`: the ceiling, then the floor.
+    fn force(&self, value: u32) -> u32 {
+        let mut forced = value;
+        if let Some((c, _)) = self.ceiling {
+            forced = forced.min(c);
         }
-        Decision {
-            policy: policy.name.clone(),
-            target: policy.target.id.clone(),
-            from: current,
-            to: value,
-            at: now,
-            reason: explain::reason(policy, &explanation),
-            dry_run: policy.dry_run,
+        if let Some((f, _)) = self.floor {
+            forced = forced.max(f);
         }
-    });
-    let keep = Window::last(now, longest_limit_window(policy));
-    while state.events.front().is_some_and(|e| !keep.contains(e.at)) {
-        state.events.pop_front();
-    }
-    Tick {
-        decision,
-        explanation,
+        forced
     }
 }
 
-/// Step 1 and 2 for one rule. `window` is the rule's `for` window.
-fn propose(
+/// Step 1 for one rule: a proposal, or why it abstains. `window` is the rule's `for`
+/// window. A `track` rule's proposal is the raw one; step 2 applies the tolerance.
+fn proposal(
     policy: &Policy,
     rule: &RuleKind,
     scope: &Scope<'_>,
@@ -454,21 +306,15 @@ fn propose(
         } else {
             v / target
         };
-        let within_tolerance = (ratio - 1.0).abs() <= policy.tolerance + eval::NOISE;
         if !ratio.is_finite() {
             return Outcome::Abstained(Abstain::Missing);
         }
-        let replicas = if within_tolerance {
-            current
-        } else {
-            eval::replicas(eval::ceil(c * ratio))
-        };
         Outcome::Proposed {
-            replicas,
+            replicas: eval::replicas(eval::ceil(c * ratio)),
             how: How::Track {
                 value: v,
                 ratio,
-                within_tolerance,
+                within_tolerance: false,
             },
         }
     };
@@ -531,6 +377,7 @@ fn propose(
                     current.saturating_sub(eval::replicas(eval::ceil(c * p))),
                     How::Step,
                 ),
+                // The `to` value is read only when the rule would propose (§6 step 4).
                 WhenAction::To(e) => match eval::number(e, scope) {
                     Some(v) => (eval::replicas(eval::ceil(v)), How::Value { value: v }),
                     None => return missing,
@@ -540,6 +387,330 @@ fn propose(
         }
     }
 }
+
+/// Step 2: a `track` rule whose ratio is within `1 ± tolerance` proposes `current`.
+fn tolerance(policy: &Policy, outcome: Outcome, current: u32) -> Outcome {
+    match outcome {
+        Outcome::Proposed {
+            how: How::Track { value, ratio, .. },
+            replicas,
+        } => {
+            let within = (ratio - 1.0).abs() <= policy.tolerance + eval::NOISE;
+            Outcome::Proposed {
+                replicas: if within { current } else { replicas },
+                how: How::Track {
+                    value,
+                    ratio,
+                    within_tolerance: within,
+                },
+            }
+        }
+        other => other,
+    }
+}
+
+/// Step 3: the highest proposal; without one, `current`, or in a policy with no rules
+/// at all the lowest count step 5 allows (`lo`).
+fn recommendation(
+    policy: &Policy,
+    rules: &[Outcome],
+    current: u32,
+    lo: u32,
+    steps: &mut Vec<Step>,
+) -> u32 {
+    let best = rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Outcome::Proposed { replicas, .. } => Some((*replicas, i)),
+            Outcome::Abstained(_) => None,
+        })
+        .max_by_key(|(r, i)| (*r, std::cmp::Reverse(*i)));
+    let (value, note) = match best {
+        Some((r, rule)) => (r, Note::Highest { rule }),
+        None if policy.rules.is_empty() => (lo, Note::NoRules),
+        None => (current, Note::NoProposal),
+    };
+    steps.push(Step {
+        kind: StepKind::Recommendation,
+        before: current,
+        after: value,
+        note,
+    });
+    value
+}
+
+/// Step 4: a tick has missing data when a rule abstains because its input is missing.
+fn missing_data(
+    policy: &Policy,
+    state: &mut State,
+    rules: &[Outcome],
+    current: u32,
+    mut value: u32,
+    steps: &mut Vec<Step>,
+) -> u32 {
+    let before = value;
+    let mut note = Note::Nothing;
+    let missing = rules
+        .iter()
+        .any(|o| matches!(o, Outcome::Abstained(Abstain::Missing)));
+    if !missing {
+        state.missing_ticks = 0;
+    } else {
+        state.missing_ticks = state.missing_ticks.saturating_add(1);
+        match policy.on_missing {
+            OnMissing::Hold => {
+                value = value.max(current);
+                note = Note::Hold;
+            }
+            OnMissing::ScaleTo { replicas, after } if state.missing_ticks >= after => {
+                value = replicas;
+                note = Note::Fallback {
+                    tick: state.missing_ticks,
+                };
+            }
+            OnMissing::ScaleTo { after, .. } => {
+                value = value.max(current);
+                note = Note::FallbackPending {
+                    tick: state.missing_ticks,
+                    after,
+                };
+            }
+        }
+    }
+    steps.push(Step {
+        kind: StepKind::Missing,
+        before,
+        after: value,
+        note,
+    });
+    value
+}
+
+/// Step 5: clamp to the bounds (an active schedule's `replicas A..B` replaces them).
+/// The result is the tick's recommendation.
+fn bounds(value: u32, lo: u32, hi: u32, from_schedule: bool, steps: &mut Vec<Step>) -> u32 {
+    let after = value.clamp(lo, hi);
+    steps.push(Step {
+        kind: StepKind::Bounds,
+        before: value,
+        after,
+        note: Note::Bounds {
+            min: lo,
+            max: hi,
+            from_schedule,
+        },
+    });
+    after
+}
+
+/// Step 6: HPA's stabilisation over the recommendations of the last U and D. A policy
+/// without history first records `current`; `outside` (step 5: `current` is outside
+/// the bounds) skips the formula and gives the nearest bound.
+fn stabilisation(
+    policy: &Policy,
+    state: &mut State,
+    now: DateTime<Utc>,
+    current: u32,
+    recommendation: u32,
+    outside: Option<u32>,
+    steps: &mut Vec<Step>,
+) -> u32 {
+    let first_tick = state.recommendations.is_empty();
+    if first_tick {
+        state.recommendations.push_back(Recommendation {
+            at: now,
+            replicas: current,
+        });
+    }
+    state.recommendations.push_back(Recommendation {
+        at: now,
+        replicas: recommendation,
+    });
+    let keep = Window::last(now, policy.stabilize_up.max(policy.stabilize_down));
+    while state
+        .recommendations
+        .front()
+        .is_some_and(|r| !keep.contains(r.at))
+    {
+        state.recommendations.pop_front();
+    }
+    if let Some(bound) = outside {
+        steps.push(Step {
+            kind: StepKind::Stabilize,
+            before: recommendation,
+            after: bound,
+            note: Note::OutsideBounds { current },
+        });
+        return bound;
+    }
+    // "The last 0s" holds this tick's recommendation alone (not the first-tick record).
+    let recent = |d: Duration| -> Box<dyn Iterator<Item = u32> + '_> {
+        if d.is_zero() {
+            return Box::new(std::iter::once(recommendation));
+        }
+        let window = Window::last(now, d);
+        Box::new(
+            state
+                .recommendations
+                .iter()
+                .filter(move |r| window.contains(r.at))
+                .map(|r| r.replicas),
+        )
+    };
+    let lowest_up = recent(policy.stabilize_up).min().unwrap_or(recommendation);
+    let highest_down = recent(policy.stabilize_down)
+        .max()
+        .unwrap_or(recommendation);
+    let after = current.max(lowest_up).min(highest_down);
+    steps.push(Step {
+        kind: StepKind::Stabilize,
+        before: recommendation,
+        after,
+        note: Note::Stabilize {
+            lowest_up,
+            highest_down,
+            first_tick,
+        },
+    });
+    after
+}
+
+/// Step 7: the lowest active ceiling, then the highest active floor (the floor wins).
+fn schedule_limits(effects: &Effects, mut value: u32, steps: &mut Vec<Step>) -> u32 {
+    let before = value;
+    let mut note = Note::Nothing;
+    if let Some((c, schedule)) = effects.ceiling
+        && value > c
+    {
+        value = c;
+        note = Note::Ceiling {
+            schedule,
+            replicas: c,
+        };
+    }
+    if let Some((f, schedule)) = effects.floor
+        && value < f
+    {
+        value = f;
+        note = Note::Floor {
+            schedule,
+            replicas: f,
+        };
+    }
+    steps.push(Step {
+        kind: StepKind::Schedules,
+        before,
+        after: value,
+        note,
+    });
+    value
+}
+
+/// Step 8: rate limits; a move back inside the bounds (step 5) is not held back.
+fn rate_limits(limits: &RateLimits, value: u32, outside: bool, steps: &mut Vec<Step>) -> u32 {
+    let (after, note) = if outside {
+        (value, Note::Nothing)
+    } else {
+        limits.apply(value)
+    };
+    steps.push(Step {
+        kind: StepKind::RateLimit,
+        before: value,
+        after,
+        note,
+    });
+    after
+}
+
+/// Step 9: cooldowns. A move a schedule forces is held back by rate limits only, and a
+/// move back inside the bounds not at all.
+#[allow(clippy::too_many_arguments)]
+fn cooldown(
+    policy: &Policy,
+    state: &State,
+    now: DateTime<Utc>,
+    current: u32,
+    mut value: u32,
+    (effects, limits): (&Effects, &RateLimits),
+    outside: bool,
+    steps: &mut Vec<Step>,
+) -> u32 {
+    let before = value;
+    let mut note = Note::Nothing;
+    let direction = match value.cmp(&current) {
+        std::cmp::Ordering::Greater => Some(Direction::Up),
+        std::cmp::Ordering::Less => Some(Direction::Down),
+        std::cmp::Ordering::Equal => None,
+    };
+    if let (false, Some(direction), Some(last)) = (outside, direction, state.last_event) {
+        let cooldown = if direction == Direction::Up {
+            policy.cooldown_up
+        } else {
+            policy.cooldown_down
+        };
+        let since = now - last;
+        if !cooldown.is_zero() && since < delta(cooldown) {
+            let remaining = (delta(cooldown) - since).to_std().unwrap_or_default();
+            note = Note::Cooldown {
+                direction,
+                remaining,
+            };
+            value = limits.apply(effects.force(current)).0;
+        }
+    }
+    steps.push(Step {
+        kind: StepKind::Cooldown,
+        before,
+        after: value,
+        note,
+    });
+    value
+}
+
+/// Step 10: a result other than `current` is a decision, and a scale event of the
+/// policy that restarts its open `for` windows.
+fn decision(policy: &Policy, state: &mut State, e: &Explanation) -> Option<Decision> {
+    let (now, current, value) = (e.at, e.current, e.result);
+    let decision = (value != current).then(|| {
+        state.events.push_back(ScaleEvent {
+            at: now,
+            from: current,
+            to: value,
+        });
+        state.last_event = Some(now);
+        for window in state.windows.iter_mut().flatten() {
+            *window = now;
+        }
+        Decision {
+            policy: policy.name.clone(),
+            target: policy.target.id.clone(),
+            from: current,
+            to: value,
+            at: now,
+            reason: explain::reason(policy, e),
+            dry_run: policy.dry_run,
+        }
+    });
+    let keep = Window::last(now, longest_limit_window(policy));
+    while state.events.front().is_some_and(|e| !keep.contains(e.at)) {
+        state.events.pop_front();
+    }
+    decision
+}
+
+/// The limits a direction has when the policy writes none of its own: `4 per 15s` and
+/// `100% per 15s`, combined by the direction's `select` (down has none: unlimited).
+const DEFAULT_UP: [Rate; 2] = [
+    Rate {
+        amount: RateAmount::Count(4),
+        per: Duration::from_secs(15),
+    },
+    Rate {
+        amount: RateAmount::Percent(1.0),
+        per: Duration::from_secs(15),
+    },
+];
 
 /// The rate limits of step 8 for one tick, both directions.
 struct RateLimits {
@@ -572,9 +743,9 @@ impl RateLimits {
 
     fn apply(&self, value: u32) -> (u32, Note) {
         if value > self.current && value > self.up.0 {
-            (self.up.0.max(self.current), self.up.1)
+            self.up
         } else if value < self.current && value < self.down.0 {
-            (self.down.0.min(self.current), self.down.1)
+            self.down
         } else {
             (value, Note::Nothing)
         }
@@ -582,7 +753,7 @@ impl RateLimits {
 }
 
 /// The limit of one direction and the note that names it. Up: the highest count
-/// allowed; down: the lowest.
+/// allowed, never below `current`; down: the lowest, never above it.
 fn limit(
     limits: &Limits,
     direction: Direction,
@@ -600,29 +771,30 @@ fn limit(
             },
         );
     }
-    if limits.rates.is_empty() {
-        if !up {
-            return (0, Note::Nothing);
-        }
-        let s = start(DEFAULT_UP_WINDOW);
-        let allowed = s.saturating_add(DEFAULT_UP_COUNT).max(s.saturating_mul(2));
-        return (
-            allowed,
-            Note::RateLimit {
-                direction,
-                limit: allowed,
-                by: LimitSource::Default { start: s },
-            },
-        );
-    }
-    let candidates = limits.rates.iter().enumerate().map(|(index, rate)| {
+    let default = limits.rates.is_empty();
+    let rates: &[Rate] = match (default, up) {
+        (false, _) => &limits.rates,
+        (true, true) => &DEFAULT_UP,
+        (true, false) => return (0, Note::Nothing),
+    };
+    let candidates = rates.iter().enumerate().map(|(index, rate)| {
         let s = start(rate.per);
-        let fs = f64::from(s);
         let allowed = match (up, rate.amount) {
             (true, RateAmount::Count(n)) => s.saturating_add(n),
-            (true, RateAmount::Percent(p)) => eval::replicas(eval::ceil(fs * (1.0 + p))),
+            // Counted from at least one replica, so that a policy can leave zero.
+            (true, RateAmount::Percent(p)) => {
+                eval::replicas(eval::ceil(f64::from(s.max(1)) * (1.0 + p)))
+            }
             (false, RateAmount::Count(n)) => s.saturating_sub(n),
-            (false, RateAmount::Percent(p)) => eval::replicas(eval::trunc(fs * (1.0 - p))),
+            (false, RateAmount::Percent(p)) => {
+                eval::replicas(eval::trunc(f64::from(s) * (1.0 - p)))
+            }
+        };
+        // A limit never moves the count the other way.
+        let allowed = if up {
+            allowed.max(current)
+        } else {
+            allowed.min(current)
         };
         (allowed, index, s)
     });
@@ -638,7 +810,11 @@ fn limit(
             Note::RateLimit {
                 direction,
                 limit: allowed,
-                by: LimitSource::Rate { index, start: s },
+                by: if default {
+                    LimitSource::Default { index, start: s }
+                } else {
+                    LimitSource::Rate { index, start: s }
+                },
             },
         ),
         None => (if up { u32::MAX } else { 0 }, Note::Nothing),
@@ -652,11 +828,9 @@ fn longest_limit_window(policy: &Policy) -> Duration {
         .rates
         .iter()
         .chain(&policy.limits_down.rates)
+        .chain(&DEFAULT_UP)
         .map(|r| r.per);
-    rates
-        .chain([DEFAULT_UP_WINDOW])
-        .max()
-        .unwrap_or(DEFAULT_UP_WINDOW)
+    rates.max().unwrap_or(DEFAULT_UP[0].per)
 }
 
 #[cfg(test)]
@@ -786,5 +960,32 @@ mod tests {
             vec![Some(at(9, 1)), Some(at(9, 1))],
             "both windows count from the event"
         );
+    }
+
+    #[test]
+    fn a_reason_starts_with_what_made_the_decision() {
+        // Issue 9: a schedule-forced move was reported under an unrelated rule.
+        let p = policy(
+            "policy \"p\" {\n target t \"x\"\n replicas 1..10\n metric cpu = prometheus \"cpu\"\n\
+             when cpu < 40% scale down by 1\n stabilize down 0s\n\
+             schedule \"peak\" {\n on daily from 08:00 to 18:00 in \"UTC\"\n replicas at least 2\n }\n}",
+        );
+        let tick = tick(
+            &p,
+            &mut Schedules::new(),
+            &mut State::new(),
+            &Input {
+                now: at(9, 0),
+                current: 1,
+                samples: &[Some(0.1)],
+            },
+        );
+        let reason = tick.decision.map(|d| d.reason).unwrap_or_default();
+        assert!(
+            reason.starts_with("schedules: 1 -> 2 (schedule `peak` floor 2)"),
+            "{reason}"
+        );
+        // The rule's proposal is still there, after the cause.
+        assert!(reason.contains("`when cpu < 40% scale down by 1` proposes 0"), "{reason}");
     }
 }

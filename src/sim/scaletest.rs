@@ -23,7 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use serde::Deserialize;
 
-use super::{Options, Row, Trace, trace};
+use super::trace::Sample;
+use super::{Options, Row, STALE_AFTER, Trace, trace};
 use crate::engine::explain;
 use crate::model::Policy;
 
@@ -206,35 +207,69 @@ fn run_case_inner(case: &Case, policies: &[Policy]) -> Result<Vec<String>, Strin
     Ok(failures)
 }
 
-/// A trace with a row every `interval` from `start`, from the expanded series.
+/// The series as a trace, read as promtool reads them (policyctl.md, `test`): a
+/// sample stays visible until a newer one, a `stale` marker, or `STALE_AFTER` has
+/// passed; `_` adds no sample. Rows stand at every sample and at every instant a
+/// sample stops being visible, so that the replay sees each sample for exactly as long
+/// as Prometheus would.
 fn series_trace(
     series: &BTreeMap<String, String>,
     start: DateTime<Utc>,
     interval: TimeDelta,
 ) -> Result<Trace, String> {
     let columns: Vec<String> = series.keys().cloned().collect();
-    let expanded: Vec<Vec<Option<f64>>> = series
+    let expanded: Vec<Vec<Sample>> = series
         .iter()
         .map(|(name, s)| trace::expand(s).map_err(|e| format!("series `{name}`: {e}")))
         .collect::<Result<_, _>>()?;
-    // A policy with no metric (schedules only) still ticks: one empty row at `start`.
-    let length = expanded.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let rows = (0..length)
-        .map(|i| {
-            let at = i32::try_from(i)
-                .ok()
-                .and_then(|i| interval.checked_mul(i))
-                .and_then(|offset| start.checked_add_signed(offset))
-                .ok_or_else(|| format!("sample {i} of the series falls after the year 262143"))?;
-            Ok(Row {
-                at,
-                values: expanded
-                    .iter()
-                    .map(|values| values.get(i).copied().flatten())
-                    .collect(),
-            })
-        })
-        .collect::<Result<_, String>>()?;
+    let time = |i: usize| {
+        i32::try_from(i)
+            .ok()
+            .and_then(|i| interval.checked_mul(i))
+            .and_then(|offset| start.checked_add_signed(offset))
+            .ok_or_else(|| format!("sample {i} of the series falls after the year 262143"))
+    };
+    // Past the lookback, by the smallest step chrono knows.
+    let expiry = STALE_AFTER + TimeDelta::nanoseconds(1);
+    let mut instants = vec![start];
+    for samples in &expanded {
+        for (i, s) in samples.iter().enumerate() {
+            match s {
+                Sample::Value(_) => {
+                    let at = time(i)?;
+                    instants.push(at);
+                    instants.push(at + expiry);
+                }
+                Sample::Stale => instants.push(time(i)?),
+                Sample::Omitted => {}
+            }
+        }
+    }
+    instants.sort_unstable();
+    instants.dedup();
+    // Per column, the index of its next sample not yet passed, and the last one seen.
+    let mut next = vec![0usize; expanded.len()];
+    let mut last: Vec<Option<(DateTime<Utc>, Option<f64>)>> = vec![None; expanded.len()];
+    let mut rows = Vec::with_capacity(instants.len());
+    for at in instants {
+        let mut values = Vec::with_capacity(expanded.len());
+        for (c, samples) in expanded.iter().enumerate() {
+            while next[c] < samples.len() && time(next[c])? <= at {
+                match samples[next[c]] {
+                    Sample::Value(v) => last[c] = Some((time(next[c])?, Some(v))),
+                    Sample::Stale => last[c] = Some((time(next[c])?, None)),
+                    Sample::Omitted => {}
+                }
+                next[c] += 1;
+            }
+            values.push(
+                last[c]
+                    .filter(|(t, _)| at - *t <= STALE_AFTER)
+                    .and_then(|(_, v)| v),
+            );
+        }
+        rows.push(Row { at, values });
+    }
     Ok(Trace { columns, rows })
 }
 

@@ -150,9 +150,19 @@ pub fn parse(text: &str) -> Result<Trace, TraceError> {
     Ok(Trace { columns, rows })
 }
 
+/// One point of a series in promtool's notation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    Value(f64),
+    /// `_`: no new sample; the last one stays visible for the lookback delta.
+    Omitted,
+    /// `stale`: Prometheus' staleness marker; the series is missing from here.
+    Stale,
+}
+
 /// promtool's expanding notation for one series: `1 2 3`, `1+1x3` (1 2 3 4),
-/// `5x2` (5 5 5), `10-2x3`, `_` (missing), `_x3` (three missing), `stale` (missing).
-pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
+/// `5x2` (5 5 5), `10-2x3`, `_` (no new sample), `_x3` (three such), `stale`.
+pub fn expand(series: &str) -> Result<Vec<Sample>, String> {
     /// Samples one series may expand to, in all (a month of 1 s samples is 2.6 million).
     const MAX_SAMPLES: usize = 10_000_000;
     let mut out = Vec::new();
@@ -162,9 +172,16 @@ pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
                 "the series expands to more than {MAX_SAMPLES} samples"
             ));
         }
-        if token == "_" || token == "stale" {
-            out.push(None);
-            continue;
+        match token {
+            "_" => {
+                out.push(Sample::Omitted);
+                continue;
+            }
+            "stale" => {
+                out.push(Sample::Stale);
+                continue;
+            }
+            _ => {}
         }
         let (body, times) = match token.rsplit_once('x') {
             Some((body, n)) => {
@@ -179,7 +196,7 @@ pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
             None => (token, None),
         };
         if body == "_" {
-            out.extend(std::iter::repeat_n(None, times.unwrap_or(1)));
+            out.extend(std::iter::repeat_n(Sample::Omitted, times.unwrap_or(1)));
             continue;
         }
         // `a+b` or `a-b`: the operator is a sign that is neither first nor an exponent's.
@@ -206,8 +223,8 @@ pub fn expand(series: &str) -> Result<Vec<Option<f64>>, String> {
             None if split.is_some() => {
                 return Err(format!("`{token}`: a step needs a count, e.g. `{body}x10`"));
             }
-            None => out.push(Some(start)),
-            Some(n) => out.extend((0..=n).map(|k| Some(start + step * k as f64))),
+            None => out.push(Sample::Value(start)),
+            Some(n) => out.extend((0..=n).map(|k| Sample::Value(start + step * k as f64))),
         }
     }
     Ok(out)
@@ -219,30 +236,32 @@ mod tests {
 
     #[test]
     fn expands_like_promtool() {
+        use Sample::{Omitted, Stale, Value};
         assert_eq!(
             expand("1+1x3").ok(),
-            Some(vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0)])
+            Some(vec![Value(1.0), Value(2.0), Value(3.0), Value(4.0)])
         );
         assert_eq!(
-            expand("5x2 _x2 stale 7").ok(),
+            expand("5x2 _x2 stale 7 _").ok(),
             Some(vec![
-                Some(5.0),
-                Some(5.0),
-                Some(5.0),
-                None,
-                None,
-                None,
-                Some(7.0)
+                Value(5.0),
+                Value(5.0),
+                Value(5.0),
+                Omitted,
+                Omitted,
+                Stale,
+                Value(7.0),
+                Omitted,
             ])
         );
         assert_eq!(
             expand("10-2x2 -1 1e3").ok(),
             Some(vec![
-                Some(10.0),
-                Some(8.0),
-                Some(6.0),
-                Some(-1.0),
-                Some(1000.0)
+                Value(10.0),
+                Value(8.0),
+                Value(6.0),
+                Value(-1.0),
+                Value(1000.0)
             ])
         );
         assert!(expand("1+1").is_err());

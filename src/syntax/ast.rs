@@ -295,6 +295,8 @@ pub enum BinOp {
     Ne,
     And,
     Or,
+    /// `a ?? b`: `a` where it is present, else `b`.
+    Fallback,
 }
 
 impl BinOp {
@@ -312,6 +314,7 @@ impl BinOp {
             BinOp::Ne => "!=",
             BinOp::And => "and",
             BinOp::Or => "or",
+            BinOp::Fallback => "??",
         }
     }
 

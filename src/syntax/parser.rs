@@ -31,6 +31,8 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
             | Op::infix(Rule::le, Assoc::Left)
             | Op::infix(Rule::eq, Assoc::Left)
             | Op::infix(Rule::ne, Assoc::Left))
+        // `a ?? b` binds looser than arithmetic and tighter than comparisons (§3).
+        .op(Op::infix(Rule::fallback, Assoc::Left))
         .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
         .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
         .op(Op::prefix(Rule::neg))
@@ -551,6 +553,7 @@ fn bin_op(rule: Rule) -> BinOp {
         Rule::eq => BinOp::Eq,
         Rule::ne => BinOp::Ne,
         Rule::and => BinOp::And,
+        Rule::fallback => BinOp::Fallback,
         _ => BinOp::Or,
     }
 }
