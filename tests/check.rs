@@ -123,6 +123,18 @@ fn the_diagnostics_page_lists_every_code() {
             "docs/diagnostics.md lacks the row\n{row}"
         );
     }
+    // The language reference gives an example of each.
+    let reference =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"))
+            .unwrap_or_else(|e| panic!("docs/reference.md: {e}"));
+    for code in Code::ALL {
+        let row = format!("| `{}` | {}", code.as_str(), code.severity().as_str());
+        assert!(
+            reference.contains(&row),
+            "docs/reference.md has no example row for {}",
+            code.as_str()
+        );
+    }
 }
 
 /// policyctl.md, `check` without `--config`: a typo in a source name and an unclosed

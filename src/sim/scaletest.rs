@@ -212,7 +212,7 @@ fn run_case_inner(case: &Case, policies: &[Policy]) -> Result<Vec<String>, Strin
 /// passed; `_` adds no sample. Rows stand at every sample and at every instant a
 /// sample stops being visible, so that the replay sees each sample for exactly as long
 /// as Prometheus would.
-fn series_trace(
+pub fn series_trace(
     series: &BTreeMap<String, String>,
     start: DateTime<Utc>,
     interval: TimeDelta,
