@@ -112,17 +112,37 @@ fn check_plugins(loaded: &config::Loaded) -> Vec<Diagnostic> {
     out
 }
 
+/// Logging to standard error. `POLICYCTL_LOG` takes `target=level` directives
+/// (`info`, `policyctl=debug,wasmtime=warn`): `Targets`, not `EnvFilter`, whose
+/// regex-matching dependency turns on full-DFA regex compilation crate-wide and made
+/// `check` spend a quarter of its time compiling PromQL `=~` matchers.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POLICYCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("POLICYCTL_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
 }
 
