@@ -165,10 +165,12 @@ fn without_a_configuration_sources_are_judged_by_convention() {
             ("scale::invalid-promql", "error")
         ]
     );
-    assert!(report["diagnostics"][0]["help"]
-        .as_str()
-        .unwrap()
-        .contains("did you mean `prometheus`?"));
+    assert!(
+        report["diagnostics"][0]["help"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `prometheus`?")
+    );
     // The typo alone: a warning, which `--deny-warnings` makes fail.
     std::fs::write(
         &file,

@@ -350,9 +350,9 @@ fn a_decision_that_cannot_be_written_down_is_not_applied() {
     std::fs::remove_dir_all(dir.join("state")).unwrap();
     write(&dir.join("state"), "not a folder");
     assert!(
-        wait_until(20, || serve.policy("q")["last"]["applied"]
+        wait_until(20, || serve.policy("q")["last"]["applied"]["status"]
             .as_str()
-            .is_some_and(|a| a.contains("not applied"))),
+            .is_some_and(|a| a == "not_applied")),
         "{}",
         serve.logs()
     );

@@ -82,7 +82,15 @@ struct Case {
 impl Case {
     fn random(rng: &mut Rng) -> Case {
         let cond = Cond::random(rng, 2);
-        let sustain_s = *rng.pick(&[None, Some(15), Some(30), Some(45), Some(60), Some(120), Some(300)]);
+        let sustain_s = *rng.pick(&[
+            None,
+            Some(15),
+            Some(30),
+            Some(45),
+            Some(60),
+            Some(120),
+            Some(300),
+        ]);
         let interval_s = *rng.pick(&[15, 30, 60]);
         let samples = 8 + rng.below(25) as usize;
         let mut series = BTreeMap::new();
@@ -116,7 +124,10 @@ impl Case {
     }
 
     fn policy(&self) -> String {
-        let sustain = self.sustain_s.map(|s| format!(" for {s}s")).unwrap_or_default();
+        let sustain = self
+            .sustain_s
+            .map(|s| format!(" for {s}s"))
+            .unwrap_or_default();
         // `replicas 1..1`: the proposal never becomes a scale event, so no window
         // restarts (Prometheus has no such thing), and each tick shows the rule alone.
         format!(
@@ -135,8 +146,8 @@ impl Case {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        let trace = scaletest::series_trace(&series, start(), TimeDelta::seconds(self.interval_s))
-            .unwrap();
+        let trace =
+            scaletest::series_trace(&series, start(), TimeDelta::seconds(self.interval_s)).unwrap();
         let through = start() + TimeDelta::seconds(EVERY_S * (self.ticks - 1));
         let options = sim::Options {
             initial: Some(1),
@@ -146,7 +157,10 @@ impl Case {
         };
         let mut proposes = Vec::new();
         sim::run(policy, &trace, &options, |view| {
-            proposes.push(matches!(view.tick.explanation.rules[0], Outcome::Proposed { .. }));
+            proposes.push(matches!(
+                view.tick.explanation.rules[0],
+                Outcome::Proposed { .. }
+            ));
         })
         .unwrap();
         assert_eq!(proposes.len() as i64, self.ticks);
@@ -157,7 +171,9 @@ impl Case {
         let mut out = format!(
             "case {index}: when {}{} (samples every {}s, evaluated every {EVERY_S}s)\n",
             self.cond.text(""),
-            self.sustain_s.map(|s| format!(" for {s}s")).unwrap_or_default(),
+            self.sustain_s
+                .map(|s| format!(" for {s}s"))
+                .unwrap_or_default(),
             self.interval_s
         );
         for (name, values) in &self.series {
@@ -166,7 +182,11 @@ impl Case {
         out.push_str("  tick   time  policyctl  promtool\n");
         for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
             let mark = if a == b { "" } else { "   <- differs" };
-            let _ = writeln!(out, "  {i:>4} {:>5}s  {a:>9}  {b:>8}{mark}", i as i64 * EVERY_S);
+            let _ = writeln!(
+                out,
+                "  {i:>4} {:>5}s  {a:>9}  {b:>8}{mark}",
+                i as i64 * EVERY_S
+            );
             if a != b {
                 break;
             }
@@ -194,13 +214,24 @@ fn promtool(cases: &[Case], expected: &[Vec<bool>]) -> BTreeSet<(usize, i64)> {
         if let Some(s) = case.sustain_s {
             let _ = writeln!(rules, "        for: {s}s");
         }
-        let _ = write!(tests, "  - interval: {}s\n    input_series:\n", case.interval_s);
+        let _ = write!(
+            tests,
+            "  - interval: {}s\n    input_series:\n",
+            case.interval_s
+        );
         for (name, values) in &case.series {
-            let _ = write!(tests, "      - series: '{name}{i}'\n        values: '{values}'\n");
+            let _ = write!(
+                tests,
+                "      - series: '{name}{i}'\n        values: '{values}'\n"
+            );
         }
         tests.push_str("    alert_rule_test:\n");
         for (t, firing) in expected[i].iter().enumerate() {
-            let alerts = if *firing { "\n          - exp_labels: {}" } else { " []" };
+            let alerts = if *firing {
+                "\n          - exp_labels: {}"
+            } else {
+                " []"
+            };
             let _ = write!(
                 tests,
                 "      - eval_time: {}s\n        alertname: A{i}\n        exp_alerts:{alerts}\n",
@@ -225,7 +256,9 @@ fn promtool(cases: &[Case], expected: &[Vec<bool>]) -> BTreeSet<(usize, i64)> {
         let Some(rest) = line.trim().strip_prefix("alertname: A") else {
             continue;
         };
-        let (case, rest) = rest.split_once(", time: ").unwrap_or_else(|| panic!("{line}"));
+        let (case, rest) = rest
+            .split_once(", time: ")
+            .unwrap_or_else(|| panic!("{line}"));
         let time = rest.trim_end_matches(',').trim();
         let seconds = parse_go_duration(time).unwrap_or_else(|| panic!("time `{time}` in {line}"));
         differ.insert((case.parse().unwrap(), seconds / EVERY_S));
@@ -277,7 +310,10 @@ fn when_rules_fire_exactly_as_prometheus_alerts_do() {
         // The comparison can fail: every case had ticks both firing and not, in total.
         let firing = ours.iter().flatten().filter(|f| **f).count();
         let quiet = ours.iter().flatten().filter(|f| !**f).count();
-        assert!(firing > 0 && quiet > 0, "{firing} firing, {quiet} quiet ticks");
+        assert!(
+            firing > 0 && quiet > 0,
+            "{firing} firing, {quiet} quiet ticks"
+        );
         return;
     }
     // promtool's answer is the opposite of ours where it differs.
@@ -287,7 +323,16 @@ fn when_rules_fire_exactly_as_prometheus_alerts_do() {
     }
     let (&smallest, _) = first
         .iter()
-        .min_by_key(|(case, tick)| (**tick, cases[**case].series.values().map(String::len).sum::<usize>()))
+        .min_by_key(|(case, tick)| {
+            (
+                **tick,
+                cases[**case]
+                    .series
+                    .values()
+                    .map(String::len)
+                    .sum::<usize>(),
+            )
+        })
         .unwrap();
     let theirs: Vec<bool> = ours[smallest]
         .iter()

@@ -136,9 +136,12 @@ fn init_logging(format: LogFormat) {
             .try_init(),
         LogFormat::Json => registry
             .with(
+                // No `target` of tracing's own: the field `target` is the scale target's,
+                // and a JSON object must not repeat a key.
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
+                    .with_target(false)
                     .with_ansi(false)
                     .with_writer(std::io::stderr),
             )

@@ -57,6 +57,19 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// The step's name for programs (API v1): snake_case, stable.
+    pub fn key(self) -> &'static str {
+        match self {
+            StepKind::Recommendation => "recommendation",
+            StepKind::Missing => "missing_data",
+            StepKind::Bounds => "bounds",
+            StepKind::Stabilize => "stabilisation",
+            StepKind::Schedules => "schedules",
+            StepKind::RateLimit => "rate_limits",
+            StepKind::Cooldown => "cooldown",
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             StepKind::Recommendation => "recommendation",
@@ -311,7 +324,11 @@ pub fn step_text(policy: &Policy, step: &Step) -> String {
                     format!("`{text}` allows {limit} (from {start})")
                 }
                 LimitSource::Default { index, start } => {
-                    let text = if index == 0 { "4 per 15s" } else { "100% per 15s" };
+                    let text = if index == 0 {
+                        "4 per 15s"
+                    } else {
+                        "100% per 15s"
+                    };
                     let select = if limits.select == crate::model::Select::Min {
                         "min"
                     } else {

@@ -986,6 +986,9 @@ mod tests {
             "{reason}"
         );
         // The rule's proposal is still there, after the cause.
-        assert!(reason.contains("`when cpu < 40% scale down by 1` proposes 0"), "{reason}");
+        assert!(
+            reason.contains("`when cpu < 40% scale down by 1` proposes 0"),
+            "{reason}"
+        );
     }
 }

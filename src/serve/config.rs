@@ -51,6 +51,10 @@ pub struct ServiceConfig {
     /// The same, read from a file (trailing whitespace removed).
     #[serde(default)]
     pub override_token_file: Option<PathBuf>,
+    /// Named tokens, so that the history shows who set each override:
+    /// `[(name: "alice", token: "…"), (name: "ci", token_file: "ci.token")]`.
+    #[serde(default)]
+    pub override_tokens: Vec<NamedToken>,
     /// Evaluate and export every decision, but never call an actuator's `apply`.
     #[serde(default)]
     pub dry_run: bool,
@@ -178,6 +182,33 @@ impl Loaded {
             .collect()
     }
 
+    /// Every override token, with its name: `override_token` (named `default`), then
+    /// `override_tokens`.
+    pub fn override_tokens(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        if let Some(t) = self.override_token()? {
+            out.push(("default".to_string(), t));
+        }
+        for named in &self.config.override_tokens {
+            let token = match (&named.token, &named.token_file) {
+                (Some(t), _) => t.clone(),
+                (None, Some(path)) => {
+                    let path = self.resolve(path);
+                    read_text(&path, caps::SECRET)
+                        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
+                        .trim_end()
+                        .to_string()
+                }
+                (None, None) => String::new(),
+            };
+            if token.is_empty() {
+                return Err(format!("override token `{}` is empty", named.name));
+            }
+            out.push((named.name.clone(), token));
+        }
+        Ok(out)
+    }
+
     /// The override token, if one is configured.
     pub fn override_token(&self) -> Result<Option<String>, String> {
         if let Some(token) = &self.config.override_token {
@@ -194,6 +225,17 @@ impl Loaded {
             }
         }
     }
+}
+
+/// A named override token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Byte offset of a 1-based line and (character) column.
@@ -366,6 +408,18 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                 &p.display().to_string(),
                 format!("no policy directory or file `{}`", path.display()),
                 "paths are relative to the configuration file",
+            ));
+        }
+    }
+    for named in &config.override_tokens {
+        if named.token.is_some() == named.token_file.is_some() {
+            out.push(invalid(
+                "override_tokens",
+                format!(
+                    "override token `{}` needs one of token and token_file",
+                    named.name
+                ),
+                "give the token, or a file that holds it",
             ));
         }
     }

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::persist::Override;
-use super::{LastTick, Service, Slot};
+use super::{LastTick, Service, Slot, api};
 
 /// `/healthz` fails when the scheduler has not run for this long (it is stuck).
 const STUCK_AFTER_MS: i64 = 30_000;
@@ -35,6 +35,10 @@ pub fn router(service: Arc<Service>) -> Router {
             "/v1/policies/{name}/override",
             post(set_override).delete(delete_override),
         )
+        .route("/v1/policies/{name}/history", get(history))
+        .route("/v1/decisions", get(decisions))
+        .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/files", get(files))
         .with_state(service)
 }
@@ -154,42 +158,25 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct PolicyView {
-    name: String,
-    file: String,
-    target: String,
-    actuator: String,
-    replicas: String,
-    every: String,
-    dry_run: bool,
-    #[serde(rename = "override")]
-    manual: Option<Override>,
-    last: Option<serde_json::Value>,
-}
-
-fn view(slot: &Slot) -> PolicyView {
+/// `Policy` of docs/openapi.json: the policy, its override, and its last tick.
+fn view(slot: &Slot) -> serde_json::Value {
     let p = slot.policy();
-    let last = slot.last();
-    PolicyView {
-        name: slot.name.clone(),
-        file: slot
-            .file
-            .lock()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default(),
-        target: p.target.id.clone(),
-        actuator: p.target.actuator.clone(),
-        replicas: format!("{}..{}", p.min, p.max),
-        every: crate::model::show_duration(p.every),
-        dry_run: p.dry_run,
-        manual: slot.manual(),
-        last: last.as_deref().map(LastTick::to_json),
-    }
+    let file = slot
+        .file
+        .lock()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    let manual = slot.manual();
+    let mut v = api::policy(&p, file, manual.as_ref());
+    v["last"] = slot
+        .last()
+        .as_deref()
+        .map_or(serde_json::Value::Null, LastTick::to_json);
+    v
 }
 
 async fn policies(State(service): State<Arc<Service>>) -> Response {
-    let all: Vec<PolicyView> = service.all_slots().iter().map(|s| view(s)).collect();
+    let all: Vec<serde_json::Value> = service.all_slots().iter().map(|s| view(s)).collect();
     Json(json!({ "policies": all })).into_response()
 }
 
@@ -199,6 +186,93 @@ async fn policy(State(service): State<Arc<Service>>, Path(name): Path<String>) -
         None => not_found(&name),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    #[serde(default)]
+    since: Option<String>,
+}
+
+fn since(query: &Since) -> Result<Option<DateTime<Utc>>, Box<Response>> {
+    match &query.since {
+        None => Ok(None),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                Box::new(refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`since` must be an RFC 3339 time, e.g. 2026-12-02T10:00:00Z: `{text}`"
+                    ),
+                ))
+            }),
+    }
+}
+
+async fn history(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(query): Query<Since>,
+) -> Response {
+    let since = match since(&query) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Some(slot) = service.slot(&name) else {
+        return not_found(&name);
+    };
+    let records: Vec<serde_json::Value> = slot.records(since).into_iter().map(|(_, r)| r).collect();
+    Json(json!({
+        "policy": name,
+        "ticks": slot.history(since),
+        "records": records,
+    }))
+    .into_response()
+}
+
+async fn decisions(State(service): State<Arc<Service>>, Query(query): Query<Since>) -> Response {
+    let since = match since(&query) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let mut all: Vec<(DateTime<Utc>, serde_json::Value)> = service
+        .all_slots()
+        .iter()
+        .flat_map(|s| s.records(since))
+        .collect();
+    all.sort_by_key(|(at, _)| *at);
+    let records: Vec<serde_json::Value> = all.into_iter().map(|(_, r)| r).collect();
+    Json(json!({ "records": records })).into_response()
+}
+
+/// `GET /v1/events`: Server-Sent Events `tick`, `decision` and `override`, each one
+/// JSON object, as they happen. A client that falls behind loses the events it missed
+/// (a `lagged` event says how many) and goes on.
+async fn events(State(service): State<Arc<Service>>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let receiver = service.events.subscribe();
+    let stream = futures::stream::unfold(receiver, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok((name, json)) => Event::default().event(name).data(&*json),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(json!({ "missed": n }).to_string()),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The OpenAPI 3.1 document of every route, kept in docs/.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 async fn files(State(service): State<Arc<Service>>) -> Response {
     Json(json!({ "files": service.file_statuses() })).into_response()
@@ -223,30 +297,40 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// Whether the request carries the configured token. Both sides are hashed first, so
-/// the comparison takes the same time whatever their lengths and contents.
-fn authorised(service: &Service, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &service.token else {
+/// The name of the token the request carries. Every configured token is compared (each
+/// hashed first), so the time taken says nothing about which one, or how much of it,
+/// matched.
+fn authorised(service: &Service, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    if service.tokens.is_empty() {
         return Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             "overrides are disabled: the configuration sets no override_token",
         )));
-    };
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(token.as_bytes());
-    if given.is_empty() || !bool::from(a.as_slice().ct_eq(b.as_slice())) {
-        return Err(Box::new(refuse(
+    let mut found = None;
+    for (name, token) in &service.tokens {
+        let b = Sha256::digest(token.as_bytes());
+        if bool::from(a.as_slice().ct_eq(b.as_slice())) {
+            found = Some(name.clone());
+        }
+    }
+    match found {
+        Some(name) if !given.is_empty() => Ok(name),
+        _ => Err(Box::new(refuse(
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required",
-        )));
+        ))),
     }
-    Ok(())
 }
+
+/// The most text kept of an override's `reason` and `author`.
+const MAX_NOTE_CHARS: usize = 500;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +338,19 @@ struct OverrideBody {
     replicas: u32,
     #[serde(default)]
     until: Option<DateTime<Utc>>,
+    /// Allow a count outside the policy's bounds.
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    reason: Option<String>,
+    /// Who asks; default: the token's name.
+    #[serde(default)]
+    author: Option<String>,
+}
+
+fn note(text: Option<String>) -> Option<String> {
+    text.map(|t| t.chars().take(MAX_NOTE_CHARS).collect::<String>())
+        .filter(|t| !t.trim().is_empty())
 }
 
 async fn set_override(
@@ -262,15 +359,18 @@ async fn set_override(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorised(&service, &headers) {
-        return *r;
-    }
+    let token = match authorised(&service, &headers) {
+        Ok(name) => name,
+        Err(r) => return *r,
+    };
     let body: OverrideBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                &format!("expected {{\"replicas\": N, \"until\": \"RFC 3339\"}}: {e}"),
+                &format!(
+                    "expected {{\"replicas\": N, \"until\": \"RFC 3339\", \"reason\": \"…\", \"author\": \"…\", \"force\": false}}: {e}"
+                ),
             );
         }
     };
@@ -278,15 +378,43 @@ async fn set_override(
     if body.until.is_some_and(|u| u <= now) {
         return refuse(StatusCode::BAD_REQUEST, "`until` is in the past");
     }
+    let Some(slot) = service.slot(&name) else {
+        return not_found(&name);
+    };
+    let p = slot.policy();
+    if !(p.min..=p.max).contains(&body.replicas) && !body.force {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "{} replicas is outside policy `{name}`'s bounds {}..{}; send \"force\": true to set it anyway",
+                body.replicas, p.min, p.max
+            ),
+        );
+    }
     let manual = Override {
         replicas: body.replicas,
         until: body.until,
         set_at: now,
+        reason: note(body.reason),
+        author: note(body.author).or(Some(token)),
+        forced: !(p.min..=p.max).contains(&body.replicas),
     };
-    if !service.set_override(&name, Some(manual)).await {
+    let author = manual.author.clone().unwrap_or_default();
+    if !service
+        .set_override(&name, Some(manual.clone()), &author)
+        .await
+    {
         return not_found(&name);
     }
-    tracing::info!(policy = %name, replicas = body.replicas, until = ?body.until, "manual override set");
+    tracing::info!(
+        policy = %name,
+        replicas = body.replicas,
+        until = body.until.map(|u| u.to_rfc3339()),
+        forced = manual.forced,
+        author = manual.author.as_deref(),
+        reason = manual.reason.as_deref(),
+        "manual override set"
+    );
     Json(json!({ "policy": name, "override": manual })).into_response()
 }
 
@@ -295,12 +423,13 @@ async fn delete_override(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorised(&service, &headers) {
-        return *r;
-    }
-    if !service.set_override(&name, None).await {
+    let author = match authorised(&service, &headers) {
+        Ok(name) => name,
+        Err(r) => return *r,
+    };
+    if !service.set_override(&name, None, &author).await {
         return not_found(&name);
     }
-    tracing::info!(policy = %name, "manual override deleted");
+    tracing::info!(policy = %name, author = %author, "manual override deleted");
     Json(json!({ "policy": name, "override": null })).into_response()
 }

@@ -8,7 +8,9 @@
 //! cooldown), and applies. A tick that is still running when its policy is next due is
 //! skipped, never doubled.
 
+pub mod api;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod persist;
@@ -61,7 +63,7 @@ pub struct LastTick {
     pub missing: Vec<(usize, String)>,
     pub decision: Option<Decision>,
     /// The result of the actuator call, when there was one.
-    pub applied: Option<String>,
+    pub applied: Option<api::Applied>,
     pub reason: String,
     pub explanation: Option<Explanation>,
     /// Set when the tick could not decide.
@@ -82,7 +84,8 @@ impl LastTick {
         })
     }
 
-    /// The JSON of `/v1/policies`: samples and missing reasons by metric name.
+    /// The JSON of API v1 (`Tick` in docs/openapi.json): samples and missing reasons
+    /// by metric name, the explanation typed and in words.
     pub fn to_json(&self) -> serde_json::Value {
         let name = |i: usize| {
             self.policy
@@ -102,15 +105,18 @@ impl LastTick {
             .map(|(i, r)| (name(*i), serde_json::json!(r)))
             .collect();
         serde_json::json!({
-            "at": self.at,
+            "at": api::time(self.at),
             "current": self.current,
             "current_from": self.current_from,
             "samples": samples,
             "missing": missing,
-            "decision": self.decision,
+            "decision": self.decision.as_ref().map(api::decision),
             "applied": self.applied,
             "reason": self.reason,
-            "explanation": self.explanation,
+            "explanation": self
+                .explanation
+                .as_ref()
+                .map(|e| api::explanation(&self.policy, e, &self.samples)),
             "explanation_text": self.explanation_text(),
             "error": self.error,
         })
@@ -139,6 +145,8 @@ pub struct Slot {
     /// A copy of the policy for readers that must not wait for a tick.
     policy: RwLock<Arc<Policy>>,
     last: Mutex<Option<Arc<LastTick>>>,
+    /// Every tick of the last `history::KEEP`, in memory.
+    history: Mutex<history::Ring>,
     busy: AtomicBool,
     /// This policy's series, looked up once (a tick touches them without a map lookup).
     series: metrics::PolicySeries,
@@ -160,7 +168,27 @@ impl Slot {
     }
 
     pub fn manual(&self) -> Option<Override> {
-        self.state(|p| p.manual)
+        self.state(|p| p.manual.clone())
+    }
+
+    /// The ticks kept in memory at or after `since`, as the API gives them.
+    pub fn history(&self, since: Option<DateTime<Utc>>) -> Vec<serde_json::Value> {
+        let policy = self.policy();
+        self.history
+            .lock()
+            .map(|h| h.since(&policy, since))
+            .unwrap_or_default()
+    }
+
+    /// The decisions and override changes kept in the state file at or after `since`.
+    pub fn records(&self, since: Option<DateTime<Utc>>) -> Vec<(DateTime<Utc>, serde_json::Value)> {
+        self.state(|p| {
+            p.records
+                .iter()
+                .filter(|r| since.is_none_or(|s| r.at >= s))
+                .map(|r| (r.at, r.to_json(&self.name)))
+                .collect()
+        })
     }
 
     /// Read or change the policy's state (briefly: no await inside).
@@ -203,7 +231,8 @@ pub struct Service {
     pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     pub files: Mutex<BTreeMap<PathBuf, FileStatus>>,
     pub metrics: Metrics,
-    pub token: Option<String>,
+    /// The override tokens, by name.
+    pub tokens: Vec<(String, String)>,
     pub ready: AtomicBool,
     pub stopping: AtomicBool,
     /// Unix milliseconds of the scheduler's last pass (for `/healthz`).
@@ -224,6 +253,9 @@ pub struct Service {
     reloads: tokio::sync::Mutex<()>,
     in_flight: AtomicU64,
     drained: Notify,
+    /// Ticks, decisions and override changes as Server-Sent Events (`GET /v1/events`):
+    /// `(event name, JSON)`.
+    pub events: tokio::sync::broadcast::Sender<(&'static str, Arc<str>)>,
 }
 
 /// A start-up failure: exit 2.
@@ -290,7 +322,7 @@ impl Service {
             })?;
             actuators.insert(a.name.clone(), Arc::new(actuator));
         }
-        let token = loaded.override_token().map_err(StartError)?;
+        let tokens = loaded.override_tokens().map_err(StartError)?;
         let state_file = loaded.state_file();
         let (snapshot, warning) = persist::load(&state_file).map_err(StartError)?;
         if let Some(w) = warning {
@@ -305,7 +337,7 @@ impl Service {
             slots: RwLock::new(BTreeMap::new()),
             files: Mutex::new(BTreeMap::new()),
             metrics: Metrics::new(),
-            token,
+            tokens,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             heartbeat: AtomicI64::new(now_ms()),
@@ -322,6 +354,7 @@ impl Service {
             reloads: tokio::sync::Mutex::new(()),
             in_flight: AtomicU64::new(0),
             drained: Notify::new(),
+            events: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
@@ -383,6 +416,7 @@ impl Service {
             persisted: Mutex::new(restored),
             policy: RwLock::new(policy),
             last: Mutex::new(None),
+            history: Mutex::new(history::Ring::default()),
             busy: AtomicBool::new(false),
             series: self.metrics.series(&name),
             // A new policy decides at once.
@@ -649,6 +683,31 @@ impl Service {
             })
             .collect();
 
+        // Missing data is logged when it starts and when it ends, not every tick.
+        let was_missing = slot.last().map(|l| {
+            let names: Vec<usize> = l.missing.iter().map(|(i, _)| *i).collect();
+            names
+        });
+        let now_missing: Vec<usize> = missing.iter().map(|(i, _)| *i).collect();
+        if was_missing.as_deref().unwrap_or(&[]) != now_missing.as_slice() {
+            if missing.is_empty() {
+                tracing::info!(policy = %policy.name, "metrics: every sample is back");
+            } else {
+                let what: Vec<String> = missing
+                    .iter()
+                    .map(|(i, why)| {
+                        let name = policy.metrics.get(*i).map_or("?", |m| m.name.as_str());
+                        format!("{name}: {why}")
+                    })
+                    .collect();
+                tracing::warn!(
+                    policy = %policy.name,
+                    missing = %what.join("; "),
+                    "metrics: samples missing"
+                );
+            }
+        }
+
         // The current replica count.
         let actuator = self.actuator(&policy.target.actuator);
         let (current, current_from) = match self
@@ -693,7 +752,7 @@ impl Service {
             let before_last_event = p.state.last_event;
             let before_windows = p.state.windows.clone();
             let started = Instant::now();
-            let manual = p.manual.filter(|o| o.active(now));
+            let manual = p.manual.clone().filter(|o| o.active(now));
             if manual.is_none() && p.manual.is_some() {
                 tracing::info!(policy = %policy.name, "manual override expired");
                 p.manual = None;
@@ -703,7 +762,7 @@ impl Service {
                 current,
                 samples: &samples,
             };
-            let result = if let Some(o) = manual {
+            let result = if let Some(o) = &manual {
                 // The engine still explains what it would do.
                 let mut scratch = p.state.clone();
                 let t = engine::tick(&policy, &mut run.schedules, &mut scratch, &input);
@@ -775,7 +834,12 @@ impl Service {
                 decision.reason
             );
             if dry_run {
-                applied = Some("dry run: not sent".into());
+                applied = Some(api::Applied {
+                    status: "dry_run",
+                    attempts: None,
+                    message: "dry run: not sent".into(),
+                    failure: None,
+                });
             } else if actuator.is_some()
                 && let Err(why) = self.flush().await
             {
@@ -783,9 +847,12 @@ impl Service {
                 // decision that cannot be remembered is not applied (after a crash, the
                 // service would not know of it and could break its cooldown).
                 tracing::error!(policy = %policy.name, "decision not applied: the state file cannot be written: {why}");
-                applied = Some(format!(
-                    "not applied: the state file cannot be written: {why}"
-                ));
+                applied = Some(api::Applied {
+                    status: "not_applied",
+                    attempts: None,
+                    message: format!("not applied: the state file cannot be written: {why}"),
+                    failure: None,
+                });
                 undo(slot, before_last_event, before_windows);
             } else if let Some(actuator) = &actuator {
                 let request = Request {
@@ -806,20 +873,32 @@ impl Service {
                         // A plugin that could not observe before its first apply (`record`)
                         // may be able to now.
                         run.observe_unsupported = false;
-                        applied = Some(format!(
-                            "applied: {} ({} attempt(s))",
-                            o.message, o.attempts
-                        ));
+                        applied = Some(api::Applied {
+                            status: "applied",
+                            attempts: Some(o.attempts),
+                            message: o.message,
+                            failure: None,
+                        });
                     }
                     Err(failure) => {
                         tracing::error!(policy = %policy.name, actuator = %actuator.name, kind = failure.kind(), "apply failed: {failure}");
-                        applied = Some(format!("failed ({}): {failure}", failure.kind()));
+                        applied = Some(api::Applied {
+                            status: "failed",
+                            attempts: None,
+                            message: failure.to_string(),
+                            failure: Some(failure.kind()),
+                        });
                         // It did not happen: no scale event, windows as they were.
                         undo(slot, before_last_event, before_windows);
                     }
                 }
             } else {
-                applied = Some(format!("no actuator `{}`", policy.target.actuator));
+                applied = Some(api::Applied {
+                    status: "no_actuator",
+                    attempts: None,
+                    message: format!("no actuator `{}`", policy.target.actuator),
+                    failure: None,
+                });
                 undo(slot, before_last_event, before_windows);
             }
         }
@@ -906,7 +985,36 @@ impl Service {
 
     /// Make the tick's result visible and mark the state for writing.
     fn publish(&self, slot: &Slot, last: LastTick, urgent: bool) {
-        slot.state(|p| p.ticked_at = Some(last.at));
+        let overridden = slot.state(|p| {
+            p.ticked_at = Some(last.at);
+            if let Some(d) = &last.decision {
+                history::record(
+                    &mut p.records,
+                    history::Record {
+                        at: d.at,
+                        kind: "decision".into(),
+                        from: Some(d.from),
+                        to: Some(d.to),
+                        reason: d.reason.clone(),
+                        status: last.applied.as_ref().map(|a| a.status.to_string()),
+                        author: None,
+                        forced: false,
+                    },
+                );
+            }
+            p.manual.as_ref().is_some_and(|o| o.active(last.at))
+        });
+        if let Ok(mut h) = slot.history.lock() {
+            h.push(&last, overridden);
+        }
+        if self.events.receiver_count() > 0 {
+            let tick = serde_json::json!({ "policy": slot.name, "tick": last.to_json() });
+            let _ = self.events.send(("tick", Arc::from(tick.to_string())));
+            if let Some(d) = &last.decision {
+                let json = api::decision(d).to_string();
+                let _ = self.events.send(("decision", Arc::from(json)));
+            }
+        }
         if let Ok(mut l) = slot.last.lock() {
             *l = Some(Arc::new(last));
         }
@@ -918,11 +1026,36 @@ impl Service {
     }
 
     /// Set or clear a manual override.
-    pub async fn set_override(&self, name: &str, manual: Option<Override>) -> bool {
+    pub async fn set_override(&self, name: &str, manual: Option<Override>, author: &str) -> bool {
         let Some(slot) = self.slot(name) else {
             return false;
         };
-        slot.state(|p| p.manual = manual);
+        let record = history::Record {
+            at: Utc::now(),
+            kind: if manual.is_some() {
+                "override_set"
+            } else {
+                "override_deleted"
+            }
+            .into(),
+            from: slot.state(|p| p.replicas),
+            to: manual.as_ref().map(|o| o.replicas),
+            reason: manual
+                .as_ref()
+                .and_then(|o| o.reason.clone())
+                .unwrap_or_default(),
+            status: None,
+            author: Some(author.to_string()),
+            forced: manual.as_ref().is_some_and(|o| o.forced),
+        };
+        if self.events.receiver_count() > 0 {
+            let json = record.to_json(name).to_string();
+            let _ = self.events.send(("override", Arc::from(json)));
+        }
+        slot.state(|p| {
+            p.manual = manual;
+            history::record(&mut p.records, record);
+        });
         // A failed write is logged and shown by /readyz; the decision that follows
         // will not be applied until the state can be written.
         let _ = self.flush().await;

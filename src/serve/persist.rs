@@ -33,15 +33,27 @@ pub struct PolicyState {
     /// When the policy last ticked.
     #[serde(default)]
     pub ticked_at: Option<DateTime<Utc>>,
+    /// The latest decisions and override changes (newest last, at most
+    /// `history::MAX_RECORDS`).
+    #[serde(default)]
+    pub records: std::collections::VecDeque<super::history::Record>,
 }
 
-/// A manual override, as a dashboard sets it: this count, until then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A manual override, as a dashboard sets it: this count, until then, and who and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     pub replicas: u32,
     /// `None`: until deleted.
     pub until: Option<DateTime<Utc>>,
     pub set_at: DateTime<Utc>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The request's `author`, else the name of the token that set it.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Set outside the policy's bounds, on purpose (`"force": true`).
+    #[serde(default)]
+    pub forced: bool,
 }
 
 impl Override {
@@ -150,6 +162,9 @@ mod tests {
                     replicas: 5,
                     until: None,
                     set_at: Utc::now(),
+                    reason: Some("launch".into()),
+                    author: Some("alice".into()),
+                    forced: false,
                 }),
                 ..PolicyState::default()
             },

@@ -288,7 +288,7 @@ pub async fn reload(service: &Arc<Service>) {
                 .map(|f| f.policies.clone())
                 .unwrap_or_default();
             if previous.get(path).and_then(|f| f.error.as_ref()) != Some(error) {
-                tracing::error!(file = %path.display(), kept = ?kept, "policy file not loaded: {error}");
+                tracing::error!(file = %path.display(), kept = %kept.join(", "), "policy file not loaded: {error}");
             }
             wanted.extend(kept.iter().cloned());
             files.insert(

@@ -1,0 +1,168 @@
+//! Decision history: every tick's outcome in a bounded ring per policy (in memory), and
+//! every decision and override in a shorter list that the state file keeps across
+//! restarts. `GET /v1/policies/NAME/history`, `GET /v1/decisions` and the event stream
+//! read them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::{Explanation, StepKind};
+use crate::model::Policy;
+
+use super::LastTick;
+use super::api;
+
+/// How much of each policy's ticks is kept in memory: this long at its `every`.
+pub const KEEP: Duration = Duration::from_secs(3600);
+/// The most ticks kept per policy, whatever its `every`.
+pub const MAX_TICKS: usize = 3600;
+/// Decisions and override changes kept per policy in the state file.
+pub const MAX_RECORDS: usize = 100;
+
+/// One tick, compactly: a few numbers, the samples, and the reason (shared with the
+/// previous tick when it says the same).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    pub current: u32,
+    /// Step 5's recommendation; `None` when the tick could not decide.
+    pub recommendation: Option<u32>,
+    /// The count the tick decided (or kept).
+    pub result: u32,
+    pub samples: Box<[Option<f64>]>,
+    pub reason: Arc<str>,
+    pub decided: bool,
+    pub overridden: bool,
+    pub error: bool,
+}
+
+/// The ring of one policy.
+#[derive(Debug, Default)]
+pub struct Ring {
+    entries: VecDeque<Entry>,
+}
+
+/// The number of ticks kept for a policy ticking every `every`.
+pub fn capacity(every: Duration) -> usize {
+    let every = every.as_secs_f64().max(1.0);
+    ((KEEP.as_secs_f64() / every).ceil() as usize).clamp(1, MAX_TICKS)
+}
+
+fn recommendation(e: &Explanation) -> Option<u32> {
+    e.steps
+        .iter()
+        .find(|s| s.kind == StepKind::Bounds)
+        .map(|s| s.after)
+}
+
+impl Ring {
+    pub fn push(&mut self, last: &LastTick, overridden: bool) {
+        let cap = capacity(last.policy.every);
+        while self.entries.len() >= cap {
+            self.entries.pop_front();
+        }
+        let reason: Arc<str> = match self.entries.back() {
+            Some(prev) if *prev.reason == *last.reason => prev.reason.clone(),
+            _ => Arc::from(last.reason.as_str()),
+        };
+        let result = match (&last.decision, &last.explanation) {
+            (Some(d), _) => d.to,
+            (None, Some(e)) if !overridden => e.result,
+            _ => last.current,
+        };
+        self.entries.push_back(Entry {
+            at: last.at,
+            current: last.current,
+            recommendation: last.explanation.as_ref().and_then(recommendation),
+            result,
+            samples: last.samples.clone().into_boxed_slice(),
+            reason,
+            decided: last.decision.is_some(),
+            overridden,
+            error: last.error.is_some(),
+        });
+    }
+
+    /// The ticks at or after `since`, oldest first, as the API gives them.
+    pub fn since(&self, policy: &Policy, since: Option<DateTime<Utc>>) -> Vec<Value> {
+        let start = since.map_or(0, |s| self.entries.partition_point(|e| e.at < s));
+        self.entries
+            .range(start..)
+            .map(|e| {
+                let samples: serde_json::Map<String, Value> = policy
+                    .metrics
+                    .iter()
+                    .zip(e.samples.iter())
+                    .map(|(m, v)| (m.name.clone(), json!(v)))
+                    .collect();
+                json!({
+                    "at": api::time(e.at),
+                    "current": e.current,
+                    "recommendation": e.recommendation,
+                    "result": e.result,
+                    "samples": samples,
+                    "reason": &*e.reason,
+                    "decided": e.decided,
+                    "overridden": e.overridden,
+                    "error": e.error,
+                })
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A decision or an override change, kept in the state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub at: DateTime<Utc>,
+    /// `decision`, `override_set`, `override_deleted`.
+    pub kind: String,
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+    pub reason: String,
+    /// The actuator's answer: `applied`, `failed`, `dry_run`, … (decisions only).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Who set or deleted an override (the token's name or the request's `author`).
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub forced: bool,
+}
+
+impl Record {
+    pub fn to_json(&self, policy: &str) -> Value {
+        json!({
+            "policy": policy,
+            "at": api::time(self.at),
+            "kind": self.kind,
+            "from": self.from,
+            "to": self.to,
+            "reason": self.reason,
+            "status": self.status,
+            "author": self.author,
+            "forced": self.forced,
+        })
+    }
+}
+
+/// Append to a policy's records, keeping the newest `MAX_RECORDS`.
+pub fn record(records: &mut VecDeque<Record>, r: Record) {
+    while records.len() >= MAX_RECORDS {
+        records.pop_front();
+    }
+    records.push_back(r);
+}
