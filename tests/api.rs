@@ -143,6 +143,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         .map(String::as_str)
         .collect();
     let mut expected = vec![
+        "/",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -159,7 +160,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let mut documented_sorted = documented.clone();
     documented_sorted.sort_unstable();
     assert_eq!(documented_sorted, expected);
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in ["/", "/healthz", "/readyz", "/metrics"] {
         assert_eq!(serve.get(path).0, 200, "{path}");
     }
     // The document the service serves is the one in docs/.

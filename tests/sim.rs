@@ -291,7 +291,7 @@ fn human_output_ends_with_a_summary() {
 }
 
 #[test]
-fn the_plot_is_an_svg_with_both_panels() {
+fn the_plot_has_a_panel_per_metric_targets_missing_data_and_named_schedules() {
     let dir = scratch("plot");
     let svg = dir.join("plot.svg");
     let run = policyctl(&[
@@ -306,15 +306,33 @@ fn the_plot_is_an_svg_with_both_panels() {
     let text = std::fs::read_to_string(&svg).unwrap_or_default();
     assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(200)]);
     for label in [
-        "metrics",
-        "replicas",
+        "replicas  (bounds 1..2)",
         "recommendation",
-        "schedule active",
-        "cpu",
-        "memory",
+        // The schedule is named, in the legend and on its span.
+        "schedule business-hours",
+        "\nbusiness-hours\n",
+        "cpu  (prometheus",
+        "memory  (prometheus",
+        "missing",
+        // Wall-clock time, not hours since the start.
+        "\n10:00\n",
+        "time (UTC)",
     ] {
         assert!(text.contains(label), "the plot has no `{label}`");
     }
+    assert!(!text.contains("0.1h"), "hours since the start are gone");
+    // A `track` rule's target is drawn on its metric's panel.
+    let run = policyctl(&[
+        "simulate",
+        "policies/membrane-api.scale",
+        "--trace",
+        "examples/traces/membrane-api.csv",
+        "--plot",
+        svg.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    let text = std::fs::read_to_string(&svg).unwrap_or_default();
+    assert!(text.contains("target 0.5"), "no target line");
 }
 
 #[test]

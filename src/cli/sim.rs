@@ -381,7 +381,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
                 samples: view.samples.to_vec(),
                 recommendation,
                 replicas: e.result,
-                scheduled: !e.schedules.is_empty(),
+                schedules: e.schedules.clone(),
             });
         }
         if view.tick.decision.is_none() && !args.all_ticks {
@@ -422,11 +422,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
     }
     print!("{out}");
     if let Some(path) = &args.plot {
-        let names: Vec<String> = policy.metrics.iter().map(|m| m.name.clone()).collect();
         let from = points.first().map_or(String::new(), |p| {
             format!(", from {}", p.at.format("%Y-%m-%d %H:%M UTC"))
         });
-        let svg = plot::svg(&format!("policy {}{from}", policy.name), &names, &points)
+        let svg = plot::svg(&format!("policy {}{from}", policy.name), &policy, &points)
             .map_err(|e| Failure::io(format!("cannot draw the plot: {e}")))?;
         std::fs::write(path, svg)
             .map_err(|e| Failure::io(format!("cannot write `{}`: {e}", path.display())))?;

@@ -26,6 +26,7 @@ const STUCK_AFTER_MS: i64 = 30_000;
 
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -172,6 +173,7 @@ fn view(slot: &Slot) -> serde_json::Value {
         .last()
         .as_deref()
         .map_or(serde_json::Value::Null, LastTick::to_json);
+    v["last_decision"] = slot.last_decision().unwrap_or(serde_json::Value::Null);
     v
 }
 
@@ -266,6 +268,24 @@ async fn events(State(service): State<Arc<Service>>) -> Response {
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
+
+/// The dashboard: one page, shipped inside the binary (no build step, no CDN), that
+/// reads API v1.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()

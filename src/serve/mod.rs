@@ -68,6 +68,9 @@ pub struct LastTick {
     pub explanation: Option<Explanation>,
     /// Set when the tick could not decide.
     pub error: Option<String>,
+    /// The count of the manual override active at this tick: the engine's explanation
+    /// says what the policy alone would do, not what happens.
+    pub overridden: Option<u32>,
     /// The policy as it was at this tick (the explanation's indices refer to it).
     pub policy: Arc<Policy>,
 }
@@ -77,10 +80,19 @@ impl LastTick {
     /// need not keep their words in memory).
     pub fn explanation_text(&self) -> Vec<String> {
         self.explanation.as_ref().map_or_else(Vec::new, |e| {
-            engine::explain::describe(&self.policy, e)
+            let mut lines: Vec<String> = engine::explain::describe(&self.policy, e)
                 .lines()
                 .map(str::to_string)
-                .collect()
+                .collect();
+            // Under an override the engine's verdict is not what happens: say so.
+            if let (Some(n), Some(last)) = (self.overridden, lines.last_mut()) {
+                let alone = last.trim_start().trim_start_matches("decision:").trim();
+                *last = format!(
+                    "  decision:       manual override: {} at {n} (the policy alone would {alone})",
+                    if n == self.current { "hold" } else { "scale" }
+                );
+            }
+            lines
         })
     }
 
@@ -118,6 +130,7 @@ impl LastTick {
                 .as_ref()
                 .map(|e| api::explanation(&self.policy, e, &self.samples)),
             "explanation_text": self.explanation_text(),
+            "override_active": self.overridden.is_some(),
             "error": self.error,
         })
     }
@@ -178,6 +191,18 @@ impl Slot {
             .lock()
             .map(|h| h.since(&policy, since))
             .unwrap_or_default()
+    }
+
+    /// The newest decision kept in the state file (it outlives `last`, which is the last
+    /// tick's, usually a hold).
+    pub fn last_decision(&self) -> Option<serde_json::Value> {
+        self.state(|p| {
+            p.records
+                .iter()
+                .rev()
+                .find(|r| r.kind == "decision")
+                .map(|r| r.to_json(&self.name))
+        })
     }
 
     /// The decisions and override changes kept in the state file at or after `since`.
@@ -734,6 +759,7 @@ impl Service {
                     reason: "no decision: the current replica count is unknown".into(),
                     explanation: None,
                     error: Some(error),
+                    overridden: None,
                     policy: policy.clone(),
                 };
                 self.publish(slot, last, false);
@@ -913,6 +939,7 @@ impl Service {
             reason,
             explanation: Some(result.explanation),
             error: None,
+            overridden: manual.as_ref().map(|o| o.replicas),
             policy: policy.clone(),
         };
         let urgent = result.decision.is_some();
