@@ -184,6 +184,22 @@ fn bench(c: &mut Criterion) {
         rss_mib()
     );
 
+    // The decision history at its size in production: rounds until every policy's ring
+    // holds its full hour (360 ticks at `every 10s`).
+    let ring = policyctl::serve::history::capacity(Duration::from_secs(10));
+    let before_history = rss_mib();
+    let filled = Instant::now();
+    for _ in 0..ring {
+        round(&service);
+    }
+    let full = rss_mib();
+    eprintln!(
+        "resident memory with a full hour of history ({ring} ticks x {POLICIES} policies): {full:.1} MiB, {:.1} MiB more than before ({:.0} bytes per tick kept; {ring} rounds in {:.1} s)",
+        full - before_history,
+        (full - before_history) * 1024.0 * 1024.0 / (ring * POLICIES) as f64,
+        filled.elapsed().as_secs_f64()
+    );
+
     // Hot reload, with the watcher and the scheduler running.
     let _watcher = tokio.block_on(async { policies::watch(&service) }).unwrap();
     let scheduler = tokio.spawn({
