@@ -186,7 +186,10 @@ fn bench(c: &mut Criterion) {
 
     // The decision history at its size in production: rounds until every policy's ring
     // holds its full hour (360 ticks at `every 10s`).
-    let ring = policyctl::serve::history::capacity(Duration::from_secs(10));
+    let ring = policyctl::serve::history::capacity(
+        Duration::from_secs(10),
+        policyctl::serve::history::KEEP,
+    );
     let before_history = rss_mib();
     let filled = Instant::now();
     for _ in 0..ring {

@@ -67,6 +67,15 @@ pub struct ServiceConfig {
     /// How long in-flight actuator calls may take to finish at shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
+    /// How much of each policy's ticks `/v1/policies/NAME/history` keeps in memory, in
+    /// seconds (at most 3,600 ticks per policy); 0 keeps none. Decisions and override
+    /// changes are kept in the state file either way.
+    #[serde(default = "default_history")]
+    pub history_s: u64,
+}
+
+fn default_history() -> u64 {
+    super::history::KEEP.as_secs()
 }
 
 fn default_listen() -> String {

@@ -47,10 +47,10 @@ pub struct Ring {
     entries: VecDeque<Entry>,
 }
 
-/// The number of ticks kept for a policy ticking every `every`.
-pub fn capacity(every: Duration) -> usize {
+/// The number of ticks kept for a policy ticking every `every`, over `keep`.
+pub fn capacity(every: Duration, keep: Duration) -> usize {
     let every = every.as_secs_f64().max(1.0);
-    ((KEEP.as_secs_f64() / every).ceil() as usize).clamp(1, MAX_TICKS)
+    ((keep.as_secs_f64() / every).ceil() as usize).min(MAX_TICKS)
 }
 
 fn recommendation(e: &Explanation) -> Option<u32> {
@@ -61,10 +61,13 @@ fn recommendation(e: &Explanation) -> Option<u32> {
 }
 
 impl Ring {
-    pub fn push(&mut self, last: &LastTick, overridden: bool) {
-        let cap = capacity(last.policy.every);
-        while self.entries.len() >= cap {
+    pub fn push(&mut self, last: &LastTick, overridden: bool, keep: Duration) {
+        let cap = capacity(last.policy.every, keep);
+        while self.entries.len() >= cap.max(1) {
             self.entries.pop_front();
+        }
+        if cap == 0 {
+            return;
         }
         let reason: Arc<str> = match self.entries.back() {
             Some(prev) if *prev.reason == *last.reason => prev.reason.clone(),
@@ -165,4 +168,19 @@ pub fn record(records: &mut VecDeque<Record>, r: Record) {
         records.pop_front();
     }
     records.push_back(r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_holds_its_duration_at_the_policy_every() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(capacity(Duration::from_secs(15), hour), 240);
+        assert_eq!(capacity(Duration::from_secs(10), hour), 360);
+        // Never more than MAX_TICKS, whatever the `every`; none when history is off.
+        assert_eq!(capacity(Duration::from_secs(1), 2 * hour), MAX_TICKS);
+        assert_eq!(capacity(Duration::from_secs(15), Duration::ZERO), 0);
+    }
 }

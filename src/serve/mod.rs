@@ -1032,7 +1032,11 @@ impl Service {
             p.manual.as_ref().is_some_and(|o| o.active(last.at))
         });
         if let Ok(mut h) = slot.history.lock() {
-            h.push(&last, overridden);
+            h.push(
+                &last,
+                overridden,
+                Duration::from_secs(self.loaded.config.history_s),
+            );
         }
         if self.events.receiver_count() > 0 {
             let tick = serde_json::json!({ "policy": slot.name, "tick": last.to_json() });
