@@ -190,16 +190,19 @@ fn bench(c: &mut Criterion) {
         Duration::from_secs(10),
         policyctl::serve::history::KEEP,
     );
-    let before_history = rss_mib();
+    let kept = || slots.iter().map(|s| s.history_len()).sum::<usize>();
+    let (before_history, kept_before) = (rss_mib(), kept());
     let filled = Instant::now();
     for _ in 0..ring {
         round(&service);
     }
-    let full = rss_mib();
+    let (full, kept_after) = (rss_mib(), kept());
+    assert_eq!(kept_after, ring * POLICIES, "every ring is full");
     eprintln!(
-        "resident memory with a full hour of history ({ring} ticks x {POLICIES} policies): {full:.1} MiB, {:.1} MiB more than before ({:.0} bytes per tick kept; {ring} rounds in {:.1} s)",
+        "resident memory with a full hour of history ({ring} ticks x {POLICIES} policies): {full:.1} MiB; the last {} ticks kept cost {:.1} MiB, {:.0} bytes each ({ring} rounds in {:.1} s)",
+        kept_after - kept_before,
         full - before_history,
-        (full - before_history) * 1024.0 * 1024.0 / (ring * POLICIES) as f64,
+        (full - before_history) * 1024.0 * 1024.0 / (kept_after - kept_before).max(1) as f64,
         filled.elapsed().as_secs_f64()
     );
 

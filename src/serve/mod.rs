@@ -193,6 +193,11 @@ impl Slot {
             .unwrap_or_default()
     }
 
+    /// How many ticks the history ring holds now.
+    pub fn history_len(&self) -> usize {
+        self.history.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
     /// The newest decision kept in the state file (it outlives `last`, which is the last
     /// tick's, usually a hold).
     pub fn last_decision(&self) -> Option<serde_json::Value> {
