@@ -328,6 +328,18 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let tick: Value = serde_json::from_str(data).unwrap();
     assert!(tick["tick"]["at"].is_string(), "{tick}");
 
+    // Missing data is logged when it starts, not at every tick.
+    let logs = serve.logs();
+    let starts = logs
+        .lines()
+        .filter(|l| l.contains("metrics: samples missing") && l.contains(r#""policy":"held""#))
+        .count();
+    assert_eq!(starts, 1, "{logs}");
+    assert!(
+        held["last"]["at"] != get(&serve, "/v1/policies/held")["last"]["at"],
+        "the policy ticked on since"
+    );
+
     // Decisions and override changes survive a restart.
     let before = get(&serve, "/v1/decisions")["records"]
         .as_array()

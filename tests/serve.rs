@@ -514,14 +514,22 @@ fn edits_reload_a_broken_file_keeps_its_last_good_version_and_overrides_need_the
         404
     );
 
-    // Every decision is logged as one JSON object per line.
+    // Every decision is logged as one JSON object per line, with no key twice (the
+    // scale target's `target` is not shadowed by tracing's module).
     let logs = serve.logs();
+    for line in logs.lines() {
+        assert!(
+            line.matches("\"target\":").count() <= 1,
+            "a repeated key: {line}"
+        );
+    }
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
         .collect();
     assert!(
         lines.iter().any(|l| l["policy"] == "web"
+            && l["target"] == "web"
             && l["to"] == 7
             && l["message"]
                 .as_str()
