@@ -242,6 +242,16 @@ fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_pr
     );
     assert_eq!(receiver.replicas.load(Ordering::SeqCst), 3);
 
+    // A query Prometheus rejects (`broken`) is that query's problem, not an outage.
+    let count = |what: &str| {
+        serve
+            .logs()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(r#""source":"prometheus""#))
+            .count()
+    };
+    assert_eq!(count("source down"), 0, "{}", serve.logs());
+
     // Prometheus goes down while the value would call for a scale-down: nothing moves.
     prometheus.stop();
     value.store(0, Ordering::SeqCst);
@@ -275,6 +285,9 @@ fn a_policy_scales_through_the_webhook_on_a_sustained_threshold_and_rides_out_pr
         "no decision after Prometheus came back:\n{}",
         serve.logs()
     );
+    // The outage was logged once when it began and once when it ended, not per tick.
+    assert_eq!(count("source down"), 1, "{}", serve.logs());
+    assert_eq!(count("source is back"), 1, "{}", serve.logs());
     let second = &receiver.decisions()[1];
     assert_eq!(
         (second["from"].as_u64(), second["to"].as_u64()),

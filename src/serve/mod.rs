@@ -239,6 +239,9 @@ pub struct SourceEntry {
     pub source: Arc<Source>,
     permits: Arc<Semaphore>,
     inflight: Mutex<HashMap<String, (Instant, Fetch)>>,
+    /// Why the source is down, while it is (logged once when it goes, once when it
+    /// comes back).
+    down: Mutex<Option<String>>,
 }
 
 /// The status of one watched policy file.
@@ -329,6 +332,7 @@ impl Service {
                     name: s.name.clone(),
                     source: Arc::new(source),
                     permits: Arc::new(Semaphore::new(loaded.config.max_concurrent_queries.max(1))),
+                    down: Mutex::new(None),
                     inflight: Mutex::new(HashMap::new()),
                 }),
             );
@@ -592,6 +596,20 @@ impl Service {
             }
         };
         let sample = fetch.await;
+        let outage = sample.as_ref().err().filter(|e| sources::is_outage(e));
+        if let Ok(mut down) = entry.down.lock() {
+            match (down.is_some(), outage) {
+                (false, Some(why)) => {
+                    tracing::warn!(source = %entry.name, error = %why, "source down: {why}");
+                    *down = Some(why.clone());
+                }
+                (true, None) => {
+                    tracing::info!(source = %entry.name, "source is back");
+                    *down = None;
+                }
+                _ => {}
+            }
+        }
         if sample.is_err() {
             self.metrics
                 .fetch_errors

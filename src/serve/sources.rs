@@ -555,6 +555,16 @@ impl File {
     }
 }
 
+/// Whether a fetch error means the source itself is unreachable or failing (a refused
+/// connection, a timeout, an HTTP error, a broken answer), rather than one query's
+/// problem (Prometheus rejected the query, or its answer is not one number).
+pub fn is_outage(error: &str) -> bool {
+    error.starts_with("timed out")
+        || error.starts_with("no answer within")
+        || (error.starts_with("query failed")
+            && !error.starts_with("query failed: Prometheus says"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
