@@ -545,23 +545,21 @@ fn stabilisation(
         return bound;
     }
     // "The last 0s" holds this tick's recommendation alone (not the first-tick record).
-    let recent = |d: Duration| -> Box<dyn Iterator<Item = u32> + '_> {
+    // Folded by hand: this runs every tick of every policy, and must not allocate.
+    let extreme = |d: Duration, pick: fn(u32, u32) -> u32| -> u32 {
         if d.is_zero() {
-            return Box::new(std::iter::once(recommendation));
+            return recommendation;
         }
         let window = Window::last(now, d);
-        Box::new(
-            state
-                .recommendations
-                .iter()
-                .filter(move |r| window.contains(r.at))
-                .map(|r| r.replicas),
-        )
+        state
+            .recommendations
+            .iter()
+            .filter(|r| window.contains(r.at))
+            .map(|r| r.replicas)
+            .fold(recommendation, pick)
     };
-    let lowest_up = recent(policy.stabilize_up).min().unwrap_or(recommendation);
-    let highest_down = recent(policy.stabilize_down)
-        .max()
-        .unwrap_or(recommendation);
+    let lowest_up = extreme(policy.stabilize_up, u32::min);
+    let highest_down = extreme(policy.stabilize_down, u32::max);
     let after = current.max(lowest_up).min(highest_down);
     steps.push(Step {
         kind: StepKind::Stabilize,

@@ -732,12 +732,13 @@ impl Service {
             .collect();
 
         // Missing data is logged when it starts and when it ends, not every tick.
-        let was_missing = slot.last().map(|l| {
-            let names: Vec<usize> = l.missing.iter().map(|(i, _)| *i).collect();
-            names
+        let changed = slot.last().map_or(!missing.is_empty(), |l| {
+            !l.missing
+                .iter()
+                .map(|(i, _)| *i)
+                .eq(missing.iter().map(|(i, _)| *i))
         });
-        let now_missing: Vec<usize> = missing.iter().map(|(i, _)| *i).collect();
-        if was_missing.as_deref().unwrap_or(&[]) != now_missing.as_slice() {
+        if changed {
             if missing.is_empty() {
                 tracing::info!(policy = %policy.name, "metrics: every sample is back");
             } else {
