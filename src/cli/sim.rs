@@ -375,7 +375,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
             std::cmp::Ordering::Equal => {}
         }
         if args.plot.is_some() {
-            let recommendation = e.steps.iter().find(|s| s.kind == policyctl::engine::StepKind::Bounds).map_or(e.result, |s| s.after);
+            let recommendation = e.recommendation();
             points.push(plot::Point {
                 at: view.at,
                 samples: view.samples.to_vec(),

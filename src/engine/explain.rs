@@ -179,6 +179,16 @@ pub struct Explanation {
     pub result: u32,
 }
 
+impl Explanation {
+    /// Step 5's result, the tick's recommendation (what stabilisation remembers).
+    pub fn recommendation(&self) -> u32 {
+        self.steps
+            .iter()
+            .find(|s| s.kind == StepKind::Bounds)
+            .map_or(self.result, |s| s.after)
+    }
+}
+
 fn secs(d: Duration) -> String {
     crate::model::show_duration(d)
 }

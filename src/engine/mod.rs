@@ -90,18 +90,7 @@ pub fn rebuild_windows(
 ) -> Vec<Option<DateTime<Utc>>> {
     let mut windows = vec![None; policy.rules.len()];
     for (at, samples) in history {
-        let mut lets: Vec<Option<Val>> = Vec::with_capacity(policy.lets.len());
-        for l in &policy.lets {
-            let value = eval::eval(
-                &l.expr,
-                &Scope {
-                    metrics: samples,
-                    lets: &lets,
-                    current,
-                },
-            );
-            lets.push(value);
-        }
+        let lets = let_values(policy, samples, current);
         let scope = Scope {
             metrics: samples,
             lets: &lets,
@@ -207,7 +196,8 @@ pub fn tick(
     }
 }
 
-fn let_values(policy: &Policy, metrics: &[Option<f64>], current: u32) -> Vec<Option<Val>> {
+/// The value of every `let` of `policy` at one tick, in definition order.
+pub fn let_values(policy: &Policy, metrics: &[Option<f64>], current: u32) -> Vec<Option<Val>> {
     let mut lets: Vec<Option<Val>> = Vec::with_capacity(policy.lets.len());
     for l in &policy.lets {
         let value = eval::eval(

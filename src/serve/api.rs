@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::eval::{self, Scope, Val};
+use crate::engine::eval::Val;
 use crate::engine::{Abstain, Explanation, How, LimitSource, Note, Outcome, explain};
 use crate::model::{Expr, Policy, RuleKind, WhenAction, show_duration};
 
@@ -75,23 +75,6 @@ pub fn policy(policy: &Policy, file: String, manual: Option<&Override>) -> Value
         "schedules": schedules,
         "override": manual,
     })
-}
-
-/// The values every `let` had at a tick, recomputed from its samples.
-fn let_values(policy: &Policy, samples: &[Option<f64>], current: u32) -> Vec<Option<Val>> {
-    let mut lets: Vec<Option<Val>> = Vec::with_capacity(policy.lets.len());
-    for l in &policy.lets {
-        let v = eval::eval(
-            &l.expr,
-            &Scope {
-                metrics: samples,
-                lets: &lets,
-                current,
-            },
-        );
-        lets.push(v);
-    }
-    lets
 }
 
 fn collect_names(expr: &Expr, metrics: &mut Vec<usize>, lets: &mut Vec<usize>) {
@@ -249,7 +232,8 @@ fn note(policy: &Policy, n: &Note) -> Value {
 /// One tick's explanation as the API gives it: rules with what they read, steps with
 /// a typed note and their words.
 pub fn explanation(policy: &Policy, e: &Explanation, samples: &[Option<f64>]) -> Value {
-    let lets = let_values(policy, samples, e.current);
+    // The `let`s are not kept: recomputed from the tick's samples, as the engine did.
+    let lets = crate::engine::let_values(policy, samples, e.current);
     let rules: Vec<Value> = policy
         .rules
         .iter()

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::engine::{Explanation, StepKind};
+use crate::engine::Explanation;
 use crate::model::Policy;
 
 use super::LastTick;
@@ -53,13 +53,6 @@ pub fn capacity(every: Duration, keep: Duration) -> usize {
     ((keep.as_secs_f64() / every).ceil() as usize).min(MAX_TICKS)
 }
 
-fn recommendation(e: &Explanation) -> Option<u32> {
-    e.steps
-        .iter()
-        .find(|s| s.kind == StepKind::Bounds)
-        .map(|s| s.after)
-}
-
 impl Ring {
     pub fn push(&mut self, last: &LastTick, overridden: bool, keep: Duration) {
         let cap = capacity(last.policy.every, keep);
@@ -81,7 +74,7 @@ impl Ring {
         self.entries.push_back(Entry {
             at: last.at,
             current: last.current,
-            recommendation: last.explanation.as_ref().and_then(recommendation),
+            recommendation: last.explanation.as_ref().map(Explanation::recommendation),
             result,
             samples: last.samples.clone().into_boxed_slice(),
             reason,
