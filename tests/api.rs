@@ -15,14 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{Serve, free_port, http, plugins, scratch, wait_until};
-
-fn write(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(path, text).unwrap();
-}
+use support::{
+    Serve, free_port, http, per_second_trace, record_config, scratch, wait_until, write,
+};
 
 fn document() -> Value {
     let text =
@@ -91,15 +86,9 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let doc = document();
     let dir = scratch("api-v1");
     // The load rises from 1 to 3 after 3 s: one decision, 1 -> 3.
-    let mut trace = String::from("time,q,gone\n");
-    for i in 0..600 {
-        trace.push_str(&format!(
-            "2026-01-01T00:{:02}:{:02}Z,{},\n",
-            i / 60,
-            i % 60,
-            if i < 3 { 1 } else { 3 }
-        ));
-    }
+    let trace = per_second_trace("q,gone", 600, |i| {
+        if i < 3 { "1," } else { "3," }.to_string()
+    });
     write(&dir.join("load.csv"), &trace);
     write(
         &dir.join("policies/q.scale"),
@@ -110,23 +99,13 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         &dir.join("policies/held.scale"),
         "policy \"held\" {\n  target audit \"held\"\n  replicas 1..5\n  every 1s\n  metric gone = load \"gone\"\n  track gone per replica 2\n}\n",
     );
-    let (wasm, _) = plugins();
     let port = free_port();
-    let config = dir.join("serve.ron");
-    write(
-        &config,
-        &format!(
-            r#"(
-    sources: [(name: "load", kind: File(path: "load.csv"))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:{port}",
-    override_tokens: [(name: "alice", token: "alice-token"), (name: "ci", token: "ci-token")],
-)"#,
-            wasm.join("policyctl_record.wasm").display()
-        ),
+    let config = record_config(
+        &dir,
+        port,
+        r#"(name: "load", kind: File(path: "load.csv"))"#,
+        r#"override_tokens: [(name: "alice", token: "alice-token"), (name: "ci", token: "ci-token")],"#,
     );
-    std::fs::create_dir_all(dir.join("out")).unwrap();
     let serve = Serve::start(&config, port);
     assert!(
         wait_until(30, || serve.policy("q")["last"]["current"] == 3),

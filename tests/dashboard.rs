@@ -14,14 +14,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
 mod support;
-use support::{Serve, free_port, http, plugins, scratch, wait_until};
-
-fn write(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(path, text).unwrap();
-}
+use support::{
+    Serve, free_port, http, per_second_trace, record_config, scratch, wait_until, write,
+};
 
 /// chromedriver on 127.0.0.1, killed when dropped.
 struct Driver(Child);
@@ -79,37 +74,19 @@ async fn wait_text(c: &Client, css: &str, secs: u64, ok: impl Fn(&str) -> bool) 
 #[test]
 fn an_operator_sees_a_decision_and_scales_by_hand() {
     let dir = scratch("dashboard");
-    let mut trace = String::from("time,q\n");
-    for i in 0..600 {
-        trace.push_str(&format!(
-            "2026-01-01T00:{:02}:{:02}Z,{}\n",
-            i / 60,
-            i % 60,
-            if i < 3 { 1 } else { 3 }
-        ));
-    }
+    let trace = per_second_trace("q", 600, |i| if i < 3 { "1" } else { "3" }.to_string());
     write(&dir.join("load.csv"), &trace);
     write(
         &dir.join("policies/q.scale"),
         "policy \"q\" {\n  target audit \"q\"\n  replicas 1..5\n  every 1s\n  metric q = load \"q\"\n  desired = q\n  stabilize down 0s\n}\n",
     );
-    let (wasm, _) = plugins();
     let port = free_port();
-    let config = dir.join("serve.ron");
-    write(
-        &config,
-        &format!(
-            r#"(
-    sources: [(name: "load", kind: File(path: "load.csv"))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:{port}",
-    override_tokens: [(name: "operator", token: "op-token")],
-)"#,
-            wasm.join("policyctl_record.wasm").display()
-        ),
+    let config = record_config(
+        &dir,
+        port,
+        r#"(name: "load", kind: File(path: "load.csv"))"#,
+        r#"override_tokens: [(name: "operator", token: "op-token")],"#,
     );
-    std::fs::create_dir_all(dir.join("out")).unwrap();
     let serve = Serve::start(&config, port);
     let driver_port = free_port();
     let _driver = chromedriver(driver_port);

@@ -11,18 +11,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Serve, free_port, plugins, policyctl, scratch, wait_until};
-
-fn write(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
+use support::{
+    Serve, free_port, per_second_trace, policyctl, record_config, scratch, wait_until, write,
+};
 
 const POLICY: &str =
     "policy \"web\" {\n  target audit \"web\"\n  replicas 1..5\n  every 1s\n  desired = 2\n}\n";
@@ -222,27 +217,6 @@ fn a_byte_order_mark_is_accepted() {
 
 /// A service configuration with the `record` actuator `audit` (decisions appended to
 /// `out/d.jsonl`), the policies of `policies/`, and `sources` and `extra` fields.
-fn config(dir: &Path, port: u16, sources: &str, extra: &str) -> PathBuf {
-    let (wasm, _) = plugins();
-    let _ = std::fs::create_dir_all(dir.join("out"));
-    let _ = std::fs::create_dir_all(dir.join("policies"));
-    let path = dir.join("serve.ron");
-    write(
-        &path,
-        &format!(
-            r#"(
-    sources: [{sources}],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:{port}",
-    {extra}
-)"#,
-            wasm.join("policyctl_record.wasm").display()
-        ),
-    );
-    path
-}
-
 fn recorded(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("out/d.jsonl"))
         .map(|t| t.lines().count())
@@ -293,7 +267,7 @@ fn a_prometheus_that_streams_without_end_costs_a_missing_sample_not_memory() {
         &dir.join("policies/q.scale"),
         "policy \"q\" {\n  target audit \"q\"\n  replicas 1..5\n  every 1s\n  metric q = prometheus \"q\"\n  desired = q\n}\n",
     );
-    let path = config(
+    let path = record_config(
         &dir,
         port,
         &format!(
@@ -322,15 +296,7 @@ fn a_prometheus_that_streams_without_end_costs_a_missing_sample_not_memory() {
 fn a_decision_that_cannot_be_written_down_is_not_applied() {
     let dir = scratch("state-unwritable");
     // The load rises to 3 after 4 s: one decision, 1 -> 3.
-    let mut trace = String::from("time,q\n");
-    for i in 0..600 {
-        trace.push_str(&format!(
-            "2026-01-01T00:{:02}:{:02}Z,{}\n",
-            i / 60,
-            i % 60,
-            if i < 4 { 1 } else { 3 }
-        ));
-    }
+    let trace = per_second_trace("q", 600, |i| if i < 4 { "1" } else { "3" }.to_string());
     write(&dir.join("load.csv"), &trace);
     write(
         &dir.join("policies/q.scale"),
@@ -338,7 +304,7 @@ fn a_decision_that_cannot_be_written_down_is_not_applied() {
     );
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let port = free_port();
-    let path = config(
+    let path = record_config(
         &dir,
         port,
         r#"(name: "load", kind: File(path: "load.csv"))"#,
@@ -387,7 +353,7 @@ fn idle_connections_and_request_floods_never_hold_up_the_service() {
     }
     write(&dir.join("policies/all.scale"), &policies);
     let port = free_port();
-    let path = config(&dir, port, "", "");
+    let path = record_config(&dir, port, "", "");
     let serve = Serve::start(&path, port);
     let pid = serve.child.id();
     let before = open_descriptors(pid);
@@ -457,7 +423,7 @@ fn serve_survives_fifos_devices_and_unreadable_folders_among_its_policies() {
     mkfifo(&dir.join("policies/fifo.scale"));
     std::os::unix::fs::symlink("/dev/zero", dir.join("policies/zero.scale")).unwrap();
     let port = free_port();
-    let path = config(&dir, port, "", "");
+    let path = record_config(&dir, port, "", "");
     // Root reads any folder: drop the capabilities that let it, so that a folder
     // without permissions is unreadable for this service as for any other user.
     // SAFETY: geteuid has no preconditions.
@@ -550,7 +516,7 @@ fn check_config_refuses_what_serve_refuses() {
         ),
     ];
     for (what, sources, extra) in cases {
-        let path = config(&dir, port, sources, extra);
+        let path = record_config(&dir, port, sources, extra);
         let check = policyctl(&dir, &["check", "--config", "serve.ron"]);
         assert_eq!(
             check.code, 1,

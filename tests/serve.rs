@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    Prometheus, Received, Reply, Serve, Server, free_port, http, plugins, scratch, wait_until,
+    Prometheus, Received, Reply, Serve, Server, free_port, http, per_second_trace, plugins,
+    scratch, wait_until, write,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -23,13 +24,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn write(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 /// A webhook receiver that applies what it is told and reports it on observe.
@@ -609,15 +603,7 @@ fn sigkill_at_random_moments_never_corrupts_state_or_breaks_a_cooldown() {
     let rt = runtime();
     let dir = scratch("serve-kill");
     // The load swings every second between values that want 2 and 9 replicas.
-    let mut text = String::from("time,q\n");
-    for i in 0..120 {
-        text.push_str(&format!(
-            "2026-01-01T00:{:02}:{:02}Z,{}\n",
-            i / 60,
-            i % 60,
-            if i % 2 == 0 { 9 } else { 2 }
-        ));
-    }
+    let text = per_second_trace("q", 120, |i| if i % 2 == 0 { "9" } else { "2" }.to_string());
     write(&dir.join("swing.csv"), &text);
     let receiver = Receiver::start(&rt, 1);
     let port = free_port();

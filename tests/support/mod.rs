@@ -34,6 +34,54 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Write a file, creating its folders.
+pub fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// A CSV trace with `header` (after `time`) and a row each second from
+/// 2026-01-01T00:00:00Z: `row(i)` gives the cells of second `i`.
+pub fn per_second_trace(header: &str, seconds: usize, row: impl Fn(usize) -> String) -> String {
+    let mut text = format!("time,{header}\n");
+    for i in 0..seconds {
+        text.push_str(&format!(
+            "2026-01-01T{:02}:{:02}:{:02}Z,{}\n",
+            i / 3600,
+            i / 60 % 60,
+            i % 60,
+            row(i)
+        ));
+    }
+    text
+}
+
+/// `dir/serve.ron`: the given sources, one `record` actuator named `audit` appending to
+/// `dir/out/d.jsonl`, the policies of `dir/policies`, the API on `port`, and `extra`
+/// fields. Returns its path.
+pub fn record_config(dir: &Path, port: u16, sources: &str, extra: &str) -> PathBuf {
+    let (wasm, _) = plugins();
+    let _ = std::fs::create_dir_all(dir.join("out"));
+    let _ = std::fs::create_dir_all(dir.join("policies"));
+    let path = dir.join("serve.ron");
+    write(
+        &path,
+        &format!(
+            r#"(
+    sources: [{sources}],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    {extra}
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    path
+}
+
 /// A fresh, empty directory for one test of this process.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("policyctl-test-{name}-{}", std::process::id()));
