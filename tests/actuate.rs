@@ -16,11 +16,11 @@ use policyctl::actuate::config::{AllowCommand, FileGrant, InjectHeader};
 use policyctl::actuate::{ActuatorConfig, Failure, Limits, Request, Runtime};
 use support::{Reply, Server, plugins, scratch};
 
+/// One compiled-component cache for every run of these tests: its files are named by
+/// content and engine, so it stays as small as the set of plugins.
 fn runtime() -> Runtime {
-    Runtime::new(Some(
-        std::env::temp_dir().join(format!("policyctl-test-cache-{}", std::process::id())),
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
+    Runtime::new(Some(std::env::temp_dir().join("policyctl-test-cache")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn shipped(name: &str) -> PathBuf {
@@ -65,7 +65,7 @@ fn record_appends_each_decision_once_and_observes_it() {
     let mut config = actuator(shipped("record"));
     config.settings = settings(&[("path", "/out/decisions.jsonl")]);
     config.files = vec![FileGrant {
-        host: dir.clone(),
+        host: dir.to_path_buf(),
         guest: "/out".into(),
         write: true,
     }];
@@ -583,7 +583,7 @@ fn a_spinning_plugin_delays_no_other_call() {
     let mut config = actuator(shipped("record"));
     config.settings = settings(&[("path", "/out/d.jsonl")]);
     config.files = vec![FileGrant {
-        host: dir,
+        host: dir.to_path_buf(),
         guest: "/out".into(),
         write: true,
     }];
@@ -758,9 +758,9 @@ fn actuate_drives_one_actuator_by_hand() {
 
 #[test]
 fn compiled_components_are_cached_on_disk_and_a_bad_cache_entry_is_recompiled() {
-    // Not "cache": `runtime()` shares `policyctl-test-cache-PID` with every other test.
+    // Its own cache: `runtime()` shares `policyctl-test-cache` with every other test.
     let cache = scratch("component-cache");
-    let rt = Runtime::new(Some(cache.clone())).unwrap_or_else(|e| panic!("{e}"));
+    let rt = Runtime::new(Some(cache.to_path_buf())).unwrap_or_else(|e| panic!("{e}"));
     rt.load(&actuator(shipped("record")), Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
     let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
@@ -1139,7 +1139,7 @@ fn a_stuck_actuator_delays_only_its_own_calls() {
     let mut config = actuator(shipped("record"));
     config.settings = settings(&[("path", "/out/d.jsonl")]);
     config.files = vec![FileGrant {
-        host: dir,
+        host: dir.to_path_buf(),
         guest: "/out".into(),
         write: true,
     }];

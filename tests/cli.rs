@@ -14,7 +14,7 @@ mod support;
 use support::Run;
 
 /// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
+struct Scratch(support::Scratch);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
@@ -32,12 +32,6 @@ impl Scratch {
 
     fn run(&self, args: &[&str]) -> Run {
         support::policyctl(&self.0, args)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -46,7 +46,7 @@ fn descriptor_floods_leave_the_host_and_other_actuators_working() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     flood.files = vec![FileGrant {
-        host: dir.clone(),
+        host: dir.to_path_buf(),
         guest: "/data".into(),
         write: false,
     }];
@@ -61,7 +61,7 @@ fn descriptor_floods_leave_the_host_and_other_actuators_working() {
     let mut record = ActuatorConfig::new("record", shipped.join("policyctl_record.wasm"));
     record.settings = [("path".to_string(), "/out/d.jsonl".to_string())].into();
     record.files = vec![FileGrant {
-        host: dir.clone(),
+        host: dir.to_path_buf(),
         guest: "/out".into(),
         write: true,
     }];

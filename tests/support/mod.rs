@@ -82,12 +82,43 @@ pub fn record_config(dir: &Path, port: u16, sources: &str, extra: &str) -> PathB
     path
 }
 
-/// A fresh, empty directory for one test of this process.
-pub fn scratch(name: &str) -> PathBuf {
+/// A fresh, empty directory for one test of this process, removed when the test ends
+/// well (kept after a failure, to look at).
+pub fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("policyctl-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
+    Scratch(dir)
+}
+
+/// See [`scratch`].
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Build `plugins/` and `tests/plugins/` for wasm32-wasip2 (once per test binary), and
