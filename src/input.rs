@@ -134,6 +134,8 @@ pub mod caps {
     pub const PLUGIN: u64 = 64 << 20;
     /// A secret: a token, a header value, a CA bundle.
     pub const SECRET: u64 = 1 << 20;
+    /// A YAML manifest, or a directory's manifests one at a time (`import`).
+    pub const MANIFEST: u64 = 16 << 20;
     /// The service's state file.
     pub const STATE: u64 = 256 << 20;
 }

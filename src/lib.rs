@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod check;
 pub mod diagnostic;
 pub mod engine;
+pub mod import;
 pub mod input;
 pub mod model;
 pub mod serve;

@@ -83,6 +83,25 @@ enum Command {
         #[arg(long, value_name = "OTHER.scale")]
         compare: Option<PathBuf>,
     },
+    /// Convert Kubernetes HorizontalPodAutoscalers and KEDA ScaledObjects to policies.
+    /// Exit 1 when a field could not be converted exactly (each is named on stderr and
+    /// in a comment of the output), 2 when an input cannot be read.
+    Import {
+        /// YAML files (multi-document, `List`s) or directories of `*.yaml`/`*.yml`;
+        /// `-` reads standard input.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write one `NAMESPACE/NAME.scale` per object under DIR (default: standard output).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// prometheus-adapter's rules (its config file or ConfigMap): the PromQL of
+        /// Pods, Object and External metrics.
+        #[arg(long, value_name = "FILE")]
+        prometheus_templates: Option<PathBuf>,
+        /// Exit 0 even when some fields could not be converted exactly.
+        #[arg(long)]
+        allow_partial: bool,
+    },
     /// Run policy unit tests (`*.scaletest.ron`).
     Test {
         #[arg(default_value = ".")]
@@ -189,6 +208,17 @@ fn main() -> ExitCode {
                 compare,
             }))
         }
+        Command::Import {
+            inputs,
+            out,
+            prometheus_templates,
+            allow_partial,
+        } => report_failure(cli::import::import(&cli::import::ImportArgs {
+            inputs,
+            out,
+            templates: prometheus_templates,
+            allow_partial,
+        })),
         Command::Test { paths } => report_failure(cli::sim::test(&paths)),
         Command::Actuate {
             config,

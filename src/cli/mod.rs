@@ -3,6 +3,7 @@
 
 pub mod actuate;
 pub mod files;
+pub mod import;
 pub mod report;
 pub mod serve;
 pub mod sim;
