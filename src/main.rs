@@ -102,6 +102,35 @@ enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
+    /// Replay a policy on Prometheus history beside the count a live autoscaler wanted
+    /// (e.g. kube-state-metrics' `kube_horizontalpodautoscaler_status_desired_replicas`),
+    /// and report where they differ.
+    Shadow {
+        policy_file: PathBuf,
+        /// The Prometheus that holds the history (range queries).
+        #[arg(long, value_name = "URL")]
+        prometheus: String,
+        /// PromQL of the live autoscaler's desired replica count.
+        #[arg(long, value_name = "QUERY")]
+        against: String,
+        /// How much history to replay, back from `--end` (e.g. `7d`, `12h`).
+        #[arg(long, default_value = "7d", value_parser = cli::sim::parse_span)]
+        since: std::time::Duration,
+        /// The end of the history (RFC 3339; default now).
+        #[arg(long)]
+        end: Option<chrono::DateTime<chrono::Utc>>,
+        /// The policy to run, when the file holds several.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Replicas at the start (default: the live count then).
+        #[arg(long)]
+        initial: Option<u32>,
+        /// Draw both counts, and the metrics, to an SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: SimFormat,
+    },
     /// Run policy unit tests (`*.scaletest.ron`).
     Test {
         #[arg(default_value = ".")]
@@ -218,6 +247,31 @@ fn main() -> ExitCode {
             out,
             templates: prometheus_templates,
             allow_partial,
+        })),
+        Command::Shadow {
+            policy_file,
+            prometheus,
+            against,
+            since,
+            end,
+            policy,
+            initial,
+            plot,
+            format,
+        } => report_failure(cli::shadow::shadow(&cli::shadow::ShadowArgs {
+            replay: cli::sim::Replay {
+                policy_file,
+                trace: None,
+                prometheus: Some(prometheus),
+                since,
+                end,
+                policy,
+                initial,
+                per_replica: Vec::new(),
+            },
+            against,
+            plot,
+            json: format == SimFormat::Json,
         })),
         Command::Test { paths } => report_failure(cli::sim::test(&paths)),
         Command::Actuate {

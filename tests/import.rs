@@ -242,3 +242,215 @@ fn input_without_an_autoscaler_is_an_error() {
         run.err
     );
 }
+
+/// Six hours of an instant-tasks queue, and the count KEDA's HPA wanted for it three
+/// minutes late, as kube-state-metrics exports it: `shadow` replays the imported policy
+/// beside it.
+#[test]
+fn shadow_compares_a_policy_with_the_live_autoscaler_on_a_real_prometheus() {
+    let dir = scratch("import-shadow");
+    let end = chrono::Utc::now().timestamp() / 60 * 60 - 60;
+    let start = end - 6 * 3600;
+    let jobs = |i: i64| -> f64 {
+        let phase = (i % 120) as f64;
+        if phase < 60.0 {
+            10.0 + phase * 1.5
+        } else {
+            100.0 - (phase - 60.0) * 1.5
+        }
+    };
+    let mut om = String::from("# TYPE instant_tasks_jobs_active gauge\n");
+    for (i, t) in (start..=end).step_by(60).enumerate() {
+        om.push_str(&format!(
+            "instant_tasks_jobs_active {} {t}\n",
+            jobs(i as i64)
+        ));
+    }
+    om.push_str("# TYPE instant_tasks_jobs_waiting gauge\n");
+    for t in (start..=end).step_by(60) {
+        om.push_str(&format!("instant_tasks_jobs_waiting 0 {t}\n"));
+    }
+    om.push_str("# TYPE kube_horizontalpodautoscaler_status_desired_replicas gauge\n");
+    for (i, t) in (start..=end).step_by(60).enumerate() {
+        // What ceil(jobs / 5) asked for three minutes before, within 2..20.
+        let late = jobs((i as i64 - 3).max(0));
+        let desired = ((late / 5.0).ceil()).clamp(2.0, 20.0);
+        om.push_str(&format!(
+            "kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"membrane\",horizontalpodautoscaler=\"keda-hpa-instant-tasks-worker-scaler\"}} {desired} {t}\n"
+        ));
+    }
+    om.push_str("# EOF\n");
+    let prometheus = support::backfilled(&dir, &om);
+    let end_at = chrono::DateTime::from_timestamp(end, 0)
+        .unwrap()
+        .to_rfc3339();
+    let against = r#"kube_horizontalpodautoscaler_status_desired_replicas{namespace="membrane",horizontalpodautoscaler="keda-hpa-instant-tasks-worker-scaler"}"#;
+    let policies = root().join("tests/import/membrane.scale");
+    let plot = dir.join("shadow.svg");
+    let args = |format: &'static str| {
+        vec![
+            "shadow".to_string(),
+            policies.display().to_string(),
+            "--policy".into(),
+            "membrane/instant-tasks-worker-scaler".into(),
+            "--prometheus".into(),
+            prometheus.url(),
+            "--since".into(),
+            "6h".into(),
+            "--end".into(),
+            end_at.clone(),
+            "--against".into(),
+            against.into(),
+            "--plot".into(),
+            plot.display().to_string(),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let json_args = args("json");
+    let run = policyctl(
+        &dir,
+        &json_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let v: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    let d = &v["divergence"];
+    let (ticks, compared) = (
+        d["ticks"].as_u64().unwrap(),
+        d["compared"].as_u64().unwrap(),
+    );
+    // 6 hours at `every 15s`, the live count known throughout.
+    assert!(ticks >= 6 * 240 - 4, "{ticks}");
+    assert_eq!(compared, ticks);
+    let hours = |k: &str| d[k].as_f64().unwrap();
+    let total = hours("hours_above") + hours("hours_below") + hours("hours_equal");
+    assert!(
+        (total - compared as f64 * 15.0 / 3600.0).abs() < 1e-6,
+        "{d}"
+    );
+    // Three minutes late on a rising load: the live count lags below ours.
+    assert!(hours("hours_above") > 0.5, "{d}");
+    assert!(
+        d["events_ours"].as_u64().unwrap() > 10 && d["events_theirs"].as_u64().unwrap() > 10,
+        "{d}"
+    );
+    let gap = &d["largest_gap"];
+    assert!(gap["difference"].as_f64().unwrap().abs() >= 1.0, "{gap}");
+    // Each tick's pair is there for a script to plot or join.
+    let first = &v["ticks"][0];
+    assert!(
+        first["ours"].is_u64() && first["theirs"].is_f64(),
+        "{first}"
+    );
+    // Replica-hours: the other's mean count times six hours is about what it asked for.
+    let theirs = hours("replica_hours_theirs");
+    assert!(theirs > 6.0 * 2.0 && theirs < 6.0 * 20.0, "{d}");
+
+    let human_args = args("human");
+    let human = policyctl(
+        &dir,
+        &human_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(human.code, 0, "{}", human.err);
+    for needle in [
+        "replica-hours",
+        "scale events",
+        "hours above the live count",
+        "largest gap:",
+    ] {
+        assert!(human.out.contains(needle), "{needle}:\n{}", human.out);
+    }
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    if let Ok(keep) = std::env::var("POLICYCTL_KEEP_PLOT") {
+        std::fs::write(keep, &svg).unwrap();
+    }
+    assert!(
+        svg.contains("live autoscaler (--against)"),
+        "the plot names the other count"
+    );
+
+    // An unreachable Prometheus is a clear error, exit 2.
+    let mut bad = json_args.clone();
+    bad[5] = "http://127.0.0.1:9".into();
+    let down = policyctl(&dir, &bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(down.code, 2, "{}", down.err);
+    assert!(down.err.contains("cannot fetch history"), "{}", down.err);
+}
+
+mod mutated {
+    //! Import never panics, and what it writes always parses: the fixtures with lines
+    //! dropped, repeated and given other values, at random (bounded; more with
+    //! PROPTEST_CASES).
+    use policyctl::import::{self, Options, yaml};
+    use proptest::prelude::*;
+
+    const VALUES: &[&str] = &[
+        "",
+        "0",
+        "-1",
+        "\"5\"",
+        "1e400",
+        "[]",
+        "{}",
+        "null",
+        "Max",
+        "Disabled",
+        "\"??\"",
+        "\"0 8 * * *\"",
+        "Value",
+        "AverageValue",
+        "\"x ? y : z\"",
+        "~",
+        "&a b",
+        "*a",
+        "\"\\u0000\"",
+    ];
+
+    fn fixture() -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/import");
+        ["membrane.yaml", "features.yaml"]
+            .iter()
+            .map(|f| std::fs::read_to_string(root.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn mutated_manifests(edits in proptest::collection::vec((0usize..400, 0usize..3, 0usize..VALUES.len()), 1..6)) {
+            let mut lines: Vec<String> = fixture().lines().map(str::to_string).collect();
+            for (at, kind, value) in edits {
+                if lines.is_empty() {
+                    break;
+                }
+                let i = at % lines.len();
+                match kind {
+                    0 => {
+                        lines.remove(i);
+                    }
+                    1 => {
+                        let copy = lines[i].clone();
+                        lines.insert(i, copy);
+                    }
+                    _ => {
+                        if let Some(colon) = lines[i].find(": ") {
+                            lines[i] = format!("{}: {}", &lines[i][..colon], VALUES[value]);
+                        }
+                    }
+                }
+            }
+            let text = lines.join("\n");
+            if let Ok(docs) = yaml::documents(&text) {
+                let outcome = import::import(&docs, Options::default());
+                for imported in outcome.imported {
+                    prop_assert!(
+                        policyctl::syntax::format::format(&imported.text).is_ok(),
+                        "import wrote text that does not parse:\n{}",
+                        imported.text
+                    );
+                }
+            }
+        }
+    }
+}

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    Prometheus, Received, Reply, Serve, Server, free_port, http, per_second_trace, plugins,
-    scratch, wait_until, write,
+    Prometheus, Received, Reply, Serve, Server, backfilled, free_port, http, per_second_trace,
+    plugins, scratch, wait_until, write,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -81,21 +81,6 @@ impl Receiver {
             port = self.server.port
         )
     }
-}
-
-/// A Prometheus loaded with history (OpenMetrics text) by `promtool`, no scraping.
-fn backfilled(dir: &Path, openmetrics: &str) -> Prometheus {
-    write(&dir.join("history.om"), openmetrics);
-    let prom_dir = dir.join("prom");
-    let _ = std::fs::create_dir_all(prom_dir.join("data"));
-    let status = std::process::Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(dir.join("history.om"))
-        .arg(prom_dir.join("data"))
-        .stdout(std::process::Stdio::null())
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "promtool failed");
-    Prometheus::start(&prom_dir, None)
 }
 
 fn metric(body: &str, name: &str) -> f64 {
@@ -1003,5 +988,99 @@ fn a_source_that_never_answers_delays_no_other_policy() {
     assert!(
         fetches <= fast.max(fast2) + 1.0,
         "{fetches} fetches for {fast} + {fast2} ticks:\n{metrics}"
+    );
+}
+
+/// Shadow mode: a policy beside a live autoscaler (its desired count as kube-state-metrics
+/// exports it, from a real Prometheus) decides as dry-run, exports both counts and their
+/// difference, and shows them in `/v1/policies/NAME`. Removing the entry makes it live.
+#[test]
+fn a_shadowed_policy_decides_as_dry_run_beside_the_other_autoscaler() {
+    let dir = scratch("serve-shadow");
+    let now = chrono::Utc::now().timestamp() / 15 * 15;
+    let mut om = String::from("# TYPE jobs gauge\n");
+    for t in (now - 1800..=now - 15).step_by(15) {
+        om.push_str(&format!("jobs 42 {t}\n"));
+    }
+    om.push_str("# TYPE kube_horizontalpodautoscaler_status_desired_replicas gauge\n");
+    for t in (now - 1800..=now - 15).step_by(15) {
+        om.push_str(&format!(
+            "kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"shop\",horizontalpodautoscaler=\"web\"}} 4 {t}\n"
+        ));
+    }
+    om.push_str("# EOF\n");
+    let prometheus = backfilled(&dir, &om);
+    let port = free_port();
+    let sources = format!(
+        r#"(name: "prometheus", kind: Prometheus(url: "{}"))"#,
+        prometheus.url()
+    );
+    let query = r#"kube_horizontalpodautoscaler_status_desired_replicas{namespace=\"shop\",horizontalpodautoscaler=\"web\"}"#;
+    let config = support::record_config(
+        &dir,
+        port,
+        &sources,
+        &format!(r#"shadow: [(policy: "shop/web", source: "prometheus", query: "{query}")],"#),
+    );
+    write(
+        &dir.join("policies/web.scale"),
+        "policy \"shop/web\" {\n  target audit \"web\"\n  replicas 2..20\n  every 1s\n  metric jobs = prometheus \"max(jobs)\"\n  track jobs per replica 5\n}\n",
+    );
+    let serve = Serve::start(&config, port);
+    let mut last = serde_json::Value::Null;
+    let ready = wait_until(30, || {
+        last = serve.policy("shop%2Fweb");
+        last["last"]["shadow"]["other"].is_number() && last["last"]["decision"].is_object()
+    });
+    assert!(ready, "{last:#}\n{}", serve.logs());
+    let shadow = &last["last"]["shadow"];
+    // ceil(42 / 5) = 9, which the default `limit up` cuts to 2 + 4 = 6 from the count
+    // that really is (2: a dry run records no scale event), against the HPA's 4.
+    assert_eq!(shadow["ours"], 6, "{shadow}");
+    assert_eq!(shadow["other"], 4.0, "{shadow}");
+    assert_eq!(shadow["difference"], 2.0, "{shadow}");
+    assert_eq!(last["last"]["applied"]["status"], "dry_run", "{last:#}");
+    let (_, metrics) = serve.get("/metrics");
+    assert_eq!(
+        metric(&metrics, "policyctl_shadow_desired{policy=\"shop/web\"}"),
+        6.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "policyctl_shadow_other_desired{policy=\"shop/web\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&metrics, "policyctl_shadow_divergence{policy=\"shop/web\"}"),
+        2.0
+    );
+    // Nothing reached the actuator.
+    let sent = std::fs::read_to_string(dir.join("out/d.jsonl")).unwrap_or_default();
+    assert!(
+        !sent.contains("\"to\""),
+        "a shadowed policy sent a decision: {sent}"
+    );
+    assert_eq!(serve.terminate(), Some(0));
+
+    // A shadow entry naming no source is a configuration error.
+    let bad = support::record_config(
+        &dir,
+        port,
+        &sources,
+        r#"shadow: [(policy: "shop/web", source: "prometheos", query: "x")],"#,
+    );
+    let check = support::policyctl(
+        &dir,
+        &["check", "--config", bad.to_str().unwrap_or_default()],
+    );
+    assert_ne!(check.code, 0);
+    assert!(
+        format!("{}{}", check.out, check.err)
+            .contains("shadow of `shop/web`: no source `prometheos`"),
+        "{}{}",
+        check.out,
+        check.err
     );
 }

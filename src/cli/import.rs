@@ -155,8 +155,16 @@ pub fn import(args: &ImportArgs) -> Result<u8, Failure> {
         let text = match policyctl::syntax::format::format(&imported.text) {
             Ok(text) => text,
             Err(e) => {
+                let why = match e {
+                    policyctl::syntax::format::FormatError::Syntax(d) => d
+                        .iter()
+                        .map(|d| d.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    policyctl::syntax::format::FormatError::Unstable(why) => why,
+                };
                 eprintln!(
-                    "{}:{}: not converted: the generated policy `{}` does not parse ({e:?}); it is written unformatted",
+                    "{}:{}: not converted: the policy written for `{}` does not parse ({why}); it is written unformatted",
                     path.display(),
                     imported.at,
                     imported.policy

@@ -6,4 +6,5 @@ pub mod files;
 pub mod import;
 pub mod report;
 pub mod serve;
+pub mod shadow;
 pub mod sim;

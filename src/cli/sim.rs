@@ -24,11 +24,11 @@ pub const USAGE_OR_IO: u8 = 2;
 pub struct Failure(pub u8, pub String);
 
 impl Failure {
-    fn io(message: String) -> Failure {
+    pub fn io(message: String) -> Failure {
         Failure(USAGE_OR_IO, message)
     }
 
-    fn input(message: String) -> Failure {
+    pub fn input(message: String) -> Failure {
         Failure(FOUND_WANTING, message)
     }
 }
@@ -151,7 +151,7 @@ pub struct Replay {
 }
 
 /// `7d`, `12h`, `90m`, `30s`, `2w`.
-fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
     // One duration syntax everywhere, with its upper bound (100 years).
     policyctl::sim::scaletest::parse_duration(text)
 }
@@ -200,7 +200,7 @@ impl Replay {
     }
 
     /// The checked policy, the parsed trace, and the options, up to `until` if given.
-    fn prepare(
+    pub fn prepare(
         &self,
         until: Option<DateTime<Utc>>,
     ) -> Result<(Policy, sim::Trace, Options), Failure> {
@@ -382,6 +382,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
                 recommendation,
                 replicas: e.result,
                 schedules: e.schedules.clone(),
+                other: None,
             });
         }
         if view.tick.decision.is_none() && !args.all_ticks {

@@ -7,7 +7,7 @@
 
 use super::adapter::{Matchers, NameMatch};
 use super::yaml::{Loc, Node};
-use super::{Convert, HPA_PERIOD, Imported, Pending, Target, duration, int};
+use super::{Convert, HPA_PERIOD, Imported, Pending, Target, duration};
 
 impl Convert<'_> {
     pub(super) fn hpa(mut self, api: &str) -> Imported {
@@ -23,8 +23,10 @@ impl Convert<'_> {
         }
         self.known(spec, "spec", &known);
         self.scale_target(spec.get("scaleTargetRef"), "Deployment");
-        let min = int(spec.get("minReplicas")).unwrap_or(1);
-        let max = match int(spec.get("maxReplicas")) {
+        let min = self
+            .count(spec.get("minReplicas"), "minReplicas")
+            .unwrap_or(1);
+        let max = match self.count(spec.get("maxReplicas"), "maxReplicas") {
             Some(max) => max,
             None => {
                 self.partial("no `spec.maxReplicas` (HPA requires it)".into(), spec.at);
@@ -38,7 +40,12 @@ impl Convert<'_> {
         self.line(format!("every {HPA_PERIOD}"));
 
         if api == "autoscaling/v1" {
-            let percent = int(spec.get("targetCPUUtilizationPercentage")).unwrap_or(80);
+            let percent = self
+                .count(
+                    spec.get("targetCPUUtilizationPercentage"),
+                    "targetCPUUtilizationPercentage",
+                )
+                .unwrap_or(80);
             self.resource(
                 "cpu",
                 None,
@@ -81,7 +88,8 @@ impl Convert<'_> {
         );
         let ty = node.get("type").and_then(Node::scalar).unwrap_or_default();
         match ty.as_str() {
-            "Utilization" => match int(node.get("averageUtilization")) {
+            "Utilization" => match self.count(node.get("averageUtilization"), "averageUtilization")
+            {
                 Some(p) => Some(Target::Utilization(p.to_string())),
                 None => {
                     self.partial(
@@ -311,7 +319,10 @@ impl Convert<'_> {
             if let Some(t) = rules.get("tolerance") {
                 tolerances[i] = Some((self.quantity(Some(t), "`tolerance`", t.at), t.at));
             }
-            if let Some(seconds) = int(rules.get("stabilizationWindowSeconds")) {
+            if let Some(seconds) = self.count(
+                rules.get("stabilizationWindowSeconds"),
+                "stabilizationWindowSeconds",
+            ) {
                 self.settings
                     .push(format!("stabilize {dir} {}", duration(seconds)));
             }
@@ -341,8 +352,8 @@ impl Convert<'_> {
                         &format!("{here}.policies[]"),
                         &["type", "value", "periodSeconds"],
                     );
-                    let value = int(p.get("value"));
-                    let period = int(p.get("periodSeconds"));
+                    let value = self.count(p.get("value"), "value");
+                    let period = self.count(p.get("periodSeconds"), "periodSeconds");
                     let (Some(value), Some(period)) = (value, period) else {
                         self.partial(
                             "a scaling policy without `value` or `periodSeconds`".into(),
@@ -350,6 +361,15 @@ impl Convert<'_> {
                         );
                         continue;
                     };
+                    if !(1..=1800).contains(&period) || value == 0 {
+                        self.partial(
+                            format!(
+                                "a scaling policy of {value} per {period}s (HPA allows a value above 0 and 1–1800 s)"
+                            ),
+                            p.at,
+                        );
+                        continue;
+                    }
                     match p.get("type").and_then(Node::scalar).as_deref() {
                         Some("Pods") => self
                             .settings

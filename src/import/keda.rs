@@ -48,10 +48,16 @@ impl Convert<'_> {
             );
         }
         self.scale_target(spec.get("scaleTargetRef"), "Deployment");
-        let min = int(spec.get("minReplicaCount")).unwrap_or(0);
-        let max = int(spec.get("maxReplicaCount")).unwrap_or(100);
+        let min = self
+            .count(spec.get("minReplicaCount"), "minReplicaCount")
+            .unwrap_or(0);
+        let max = self
+            .count(spec.get("maxReplicaCount"), "maxReplicaCount")
+            .unwrap_or(100);
         self.line(format!("replicas {min}..{max}"));
-        let polling = int(spec.get("pollingInterval")).unwrap_or(30);
+        let polling = self
+            .count(spec.get("pollingInterval"), "pollingInterval")
+            .unwrap_or(30);
         self.comment(format!(
             "pollingInterval {polling}s is KEDA's check for activity (0 <-> 1); the count is\nHPA's, at its sync period"
         ));
@@ -325,12 +331,10 @@ impl Convert<'_> {
             &["timezone", "start", "end", "desiredReplicas"],
         );
         let text = |key: &str| meta.get(key).and_then(Node::scalar);
-        let (Some(zone), Some(start), Some(end), Some(replicas)) = (
-            text("timezone"),
-            text("start"),
-            text("end"),
-            int(meta.get("desiredReplicas")),
-        ) else {
+        let replicas = self.count(meta.get("desiredReplicas"), "desiredReplicas");
+        let (Some(zone), Some(start), Some(end), Some(replicas)) =
+            (text("timezone"), text("start"), text("end"), replicas)
+        else {
             self.partial(
                 "a cron trigger needs `timezone`, `start`, `end` and `desiredReplicas`".into(),
                 meta.at,
@@ -358,7 +362,9 @@ impl Convert<'_> {
 
     /// `cooldownPeriod` governs only the step to zero.
     fn cooldown(&mut self, spec: &Node, min: i64, down_window: i64, triggers: &Triggers) {
-        let cooldown = int(spec.get("cooldownPeriod")).unwrap_or(300);
+        let cooldown = self
+            .count(spec.get("cooldownPeriod"), "cooldownPeriod")
+            .unwrap_or(300);
         let at = spec.get("cooldownPeriod").map_or(spec.at, |n| n.at);
         if min > 0 {
             self.settings.push(format!(
@@ -403,8 +409,11 @@ impl Convert<'_> {
             "spec.fallback",
             &["failureThreshold", "replicas", "behavior"],
         );
-        let (Some(k), Some(n)) = (int(node.get("failureThreshold")), int(node.get("replicas")))
-        else {
+        let k = self
+            .count(node.get("failureThreshold"), "fallback.failureThreshold")
+            .filter(|k| *k > 0);
+        let n = self.count(node.get("replicas"), "fallback.replicas");
+        let (Some(k), Some(n)) = (k, n) else {
             self.partial(
                 "`fallback` needs `failureThreshold` and `replicas`".into(),
                 node.at,
@@ -534,7 +543,13 @@ fn formula_expr(formula: &str, triggers: &[(String, String)]) -> Result<String, 
             ));
         }
     }
-    Ok(out.trim().to_string())
+    let expr = out.trim().to_string();
+    // What the tokens make must be an expression of the language.
+    let probe = format!("policy \"p\" {{ target t \"x\" replicas 1..2 let x = {expr} }}");
+    match crate::syntax::format::format(&probe) {
+        Ok(_) => Ok(expr),
+        Err(_) => Err("it is not a complete expression".into()),
+    }
 }
 
 #[cfg(test)]
@@ -561,5 +576,7 @@ mod tests {
         );
         assert!(formula_expr("trig_one > 2 ? 1 : 0", &t).is_err());
         assert!(formula_expr("nope + 1", &t).is_err());
+        assert!(formula_expr("??", &t).is_err());
+        assert!(formula_expr("(trig_one", &t).is_err());
     }
 }

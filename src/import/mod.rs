@@ -442,6 +442,23 @@ impl<'a> Convert<'a> {
         }
     }
 
+    /// A whole number ≥ 0 (a count, seconds, a percentage); `None` when absent, and a
+    /// partial note when present but something else.
+    fn count(&mut self, node: Option<&Node>, what: &str) -> Option<i64> {
+        let node = node?;
+        match int(Some(node)) {
+            Some(n) if n >= 0 => Some(n),
+            _ => {
+                let shown = node.scalar().unwrap_or_else(|| node.kind().to_string());
+                self.partial(
+                    format!("`{what}` must be a whole number ≥ 0, not `{shown}`"),
+                    node.at,
+                );
+                None
+            }
+        }
+    }
+
     /// A fresh identifier for a metric, from a Kubernetes or KEDA name.
     fn ident(&mut self, wanted: &str) -> String {
         let mut base: String = wanted

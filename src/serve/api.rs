@@ -287,3 +287,16 @@ pub fn decision(d: &crate::engine::Decision) -> Value {
 pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// A policy in shadow mode at one tick: its count and the other autoscaler's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Shadow {
+    pub source: String,
+    pub query: String,
+    /// The count this policy wants (never sent: shadowed policies run as dry-run).
+    pub ours: u32,
+    /// The other's desired count; `null` when its query has no sample.
+    pub other: Option<f64>,
+    /// `ours - other`.
+    pub difference: Option<f64>,
+}

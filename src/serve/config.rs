@@ -72,6 +72,22 @@ pub struct ServiceConfig {
     /// changes are kept in the state file either way.
     #[serde(default = "default_history")]
     pub history_s: u64,
+    /// Policies that run beside another autoscaler: each decides as dry-run, and its
+    /// count is exported beside the other's (`policyctl_shadow_*`) and shown by
+    /// `/v1/policies/NAME`. Going live is removing its entry.
+    #[serde(default)]
+    pub shadow: Vec<ShadowConfig>,
+}
+
+/// `(policy: "shop/web", source: "prometheus", query: "kube_horizontalpodautoscaler_status_desired_replicas{…}")`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub policy: String,
+    /// A source of the configuration.
+    pub source: String,
+    /// The other autoscaler's desired count.
+    pub query: String,
 }
 
 fn default_history() -> u64 {
@@ -306,6 +322,23 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
             .label("here")
             .help(help.to_string())
     };
+    let mut shadowed = std::collections::BTreeSet::new();
+    for s in &config.shadow {
+        if !config.sources.iter().any(|source| source.name == s.source) {
+            out.push(invalid(
+                &s.source,
+                format!("shadow of `{}`: no source `{}`", s.policy, s.source),
+                "name one of the configuration's `sources`",
+            ));
+        }
+        if !shadowed.insert(&s.policy) {
+            out.push(invalid(
+                &s.policy,
+                format!("policy `{}` is shadowed twice", s.policy),
+                "keep one `shadow` entry per policy",
+            ));
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for s in &config.sources {
         if !seen.insert(&s.name) {

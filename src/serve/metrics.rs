@@ -86,6 +86,9 @@ pub struct Metrics {
     pub policies: Gauge,
     pub state_writes: Family<ByResult, Counter>,
     pub engine_seconds: Histogram,
+    pub shadow_desired: Family<ByPolicy, Gauge>,
+    pub shadow_other_desired: Family<ByPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub shadow_divergence: Family<ByPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// One policy's own series, as handles (each is a shared counter or gauge).
@@ -132,6 +135,9 @@ impl Metrics {
             policies: Gauge::default(),
             state_writes: Family::default(),
             engine_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+            shadow_desired: Family::default(),
+            shadow_other_desired: Family::default(),
+            shadow_divergence: Family::default(),
             registry: Registry::default(),
         };
         registry.register("ticks", "Policy evaluations", m.ticks.clone());
@@ -217,6 +223,21 @@ impl Metrics {
             "Time in the decision engine per policy tick",
             m.engine_seconds.clone(),
         );
+        registry.register(
+            "shadow_desired",
+            "The count a shadowed policy wants (it runs as dry-run beside another autoscaler)",
+            m.shadow_desired.clone(),
+        );
+        registry.register(
+            "shadow_other_desired",
+            "The count the other autoscaler wants, from the shadow query",
+            m.shadow_other_desired.clone(),
+        );
+        registry.register(
+            "shadow_divergence",
+            "policyctl_shadow_desired minus policyctl_shadow_other_desired",
+            m.shadow_divergence.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -229,6 +250,9 @@ impl Metrics {
         self.replicas_current.remove(&p);
         self.replicas_desired.remove(&p);
         self.override_active.remove(&p);
+        self.shadow_desired.remove(&p);
+        self.shadow_other_desired.remove(&p);
+        self.shadow_divergence.remove(&p);
     }
 
     /// The Prometheus text exposition.

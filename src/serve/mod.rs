@@ -73,6 +73,8 @@ pub struct LastTick {
     pub overridden: Option<u32>,
     /// The policy as it was at this tick (the explanation's indices refer to it).
     pub policy: Arc<Policy>,
+    /// For a policy in shadow mode: its count beside the other autoscaler's.
+    pub shadow: Option<api::Shadow>,
 }
 
 impl LastTick {
@@ -132,6 +134,7 @@ impl LastTick {
             "explanation_text": self.explanation_text(),
             "override_active": self.overridden.is_some(),
             "error": self.error,
+            "shadow": self.shadow,
         })
     }
 }
@@ -785,6 +788,7 @@ impl Service {
                     error: Some(error),
                     overridden: None,
                     policy: policy.clone(),
+                    shadow: None,
                 };
                 self.publish(slot, last, false);
                 return;
@@ -858,9 +862,10 @@ impl Service {
         slot.series.override_active.set(i64::from(manual.is_some()));
         let desired = result.decision.as_ref().map_or(current, |d| d.to);
         slot.series.replicas_desired.set(i64::from(desired));
+        let shadow = self.shadow(&policy.name, desired, now).await;
         let mut applied = None;
         if let Some(decision) = &result.decision {
-            let dry_run = decision.dry_run || self.loaded.config.dry_run;
+            let dry_run = decision.dry_run || self.loaded.config.dry_run || shadow.is_some();
             let direction = if decision.to > decision.from {
                 "up"
             } else {
@@ -890,6 +895,10 @@ impl Service {
                     message: "dry run: not sent".into(),
                     failure: None,
                 });
+                // Nothing was scaled: no scale event, so cooldowns, rate limits and
+                // `for` windows go on from the count that really is (in shadow mode,
+                // the one the other autoscaler set).
+                undo(slot, before_last_event, before_windows);
             } else if actuator.is_some()
                 && let Err(why) = self.flush().await
             {
@@ -965,9 +974,60 @@ impl Service {
             error: None,
             overridden: manual.as_ref().map(|o| o.replicas),
             policy: policy.clone(),
+            shadow,
         };
         let urgent = result.decision.is_some();
         self.publish(slot, last, urgent);
+    }
+
+    /// For a policy in shadow mode: the other autoscaler's count now, beside ours, and
+    /// exported.
+    async fn shadow(&self, policy: &str, ours: u32, now: DateTime<Utc>) -> Option<api::Shadow> {
+        let config = self
+            .loaded
+            .config
+            .shadow
+            .iter()
+            .find(|s| s.policy == policy)?;
+        let other = match self.sources.get(&config.source) {
+            Some(entry) => match entry.source.instant(&config.query, now).await {
+                Ok(v) if v.is_finite() => Some(v),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(policy, source = %config.source, "shadow query: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let by = ByPolicy {
+            policy: policy.to_string(),
+        };
+        self.metrics
+            .shadow_desired
+            .get_or_create(&by)
+            .set(i64::from(ours));
+        match other {
+            Some(v) => {
+                self.metrics.shadow_other_desired.get_or_create(&by).set(v);
+                self.metrics
+                    .shadow_divergence
+                    .get_or_create(&by)
+                    .set(f64::from(ours) - v);
+            }
+            None => {
+                // No sample: no series, rather than a stale one.
+                self.metrics.shadow_other_desired.remove(&by);
+                self.metrics.shadow_divergence.remove(&by);
+            }
+        }
+        Some(api::Shadow {
+            source: config.source.clone(),
+            query: config.query.clone(),
+            ours,
+            other,
+            difference: other.map(|v| f64::from(ours) - v),
+        })
     }
 
     fn record_call(&self, actuator: &str, call: &str, started: Instant, failure: Option<&Failure>) {

@@ -148,6 +148,32 @@ impl Source {
     }
 }
 
+/// `query` at every `every` from `start` to `end`, in range queries of at most 10,000
+/// points each (Prometheus' limit is 11,000).
+pub async fn series(
+    source: &Source,
+    query: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    every: Duration,
+) -> Result<Series, String> {
+    let every = every.max(Duration::from_secs(1));
+    let step = TimeDelta::from_std(every).unwrap_or(TimeDelta::seconds(15));
+    let chunk = step * 10_000;
+    let mut series = Series::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + chunk - step).min(end);
+        let part = source
+            .range(query, from, to, every)
+            .await
+            .ok_or_else(|| "this source keeps no history".to_string())??;
+        series.extend(part);
+        from = to + step;
+    }
+    Ok(series)
+}
+
 /// The history of every metric of `policy` from `start` to `end`, one row per
 /// `every`, as a trace `simulate` replays. Range queries are split so that none asks
 /// Prometheus for more than 10,000 points (its limit is 11,000).
@@ -157,24 +183,13 @@ pub async fn history(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Trace, String> {
-    let every = policy.every.max(Duration::from_secs(1));
-    let step = TimeDelta::from_std(every).unwrap_or(TimeDelta::seconds(15));
-    let chunk = step * 10_000;
     let mut columns: Vec<Series> = Vec::new();
     for m in &policy.metrics {
-        let mut series = Series::new();
-        let mut from = start;
-        while from <= end {
-            let to = (from + chunk - step).min(end);
-            let part = source
-                .range(&m.query, from, to, every)
+        columns.push(
+            series(source, &m.query, start, end, policy.every)
                 .await
-                .ok_or_else(|| "this source keeps no history".to_string())?
-                .map_err(|e| format!("metric `{}`: {e}", m.name))?;
-            series.extend(part);
-            from = to + step;
-        }
-        columns.push(series);
+                .map_err(|e| format!("metric `{}`: {e}", m.name))?,
+        );
     }
     let points = columns.iter().map(Vec::len).min().unwrap_or(0);
     let rows = (0..points)

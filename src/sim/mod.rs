@@ -4,6 +4,7 @@
 
 pub mod plot;
 pub mod scaletest;
+pub mod shadow;
 pub mod summary;
 pub mod trace;
 

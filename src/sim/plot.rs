@@ -19,6 +19,8 @@ pub struct Point {
     pub replicas: u32,
     /// Indices of the schedules active at this tick.
     pub schedules: Vec<usize>,
+    /// Another autoscaler's count at this tick (`shadow`), drawn beside ours.
+    pub other: Option<f64>,
 }
 
 const COLOURS: [RGBColor; 6] = [
@@ -43,11 +45,21 @@ const REPLICAS_HEIGHT: u32 = 260;
 const TITLE_HEIGHT: u32 = 40;
 
 pub fn svg(title: &str, policy: &Policy, points: &[Point]) -> Result<String, String> {
+    svg_beside(title, policy, points, None)
+}
+
+/// [`svg`], with `Point::other` drawn in the replicas panel under the name `other`.
+pub fn svg_beside(
+    title: &str,
+    policy: &Policy,
+    points: &[Point],
+    other: Option<&str>,
+) -> Result<String, String> {
     let mut out = String::new();
     {
         let height = TITLE_HEIGHT + METRIC_HEIGHT * policy.metrics.len() as u32 + REPLICAS_HEIGHT;
         let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
-        draw(&root, title, policy, points).map_err(|e| e.to_string())?;
+        draw(&root, title, policy, points, other).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(out)
@@ -114,6 +126,7 @@ fn draw(
     title: &str,
     policy: &Policy,
     points: &[Point],
+    other: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
@@ -266,7 +279,11 @@ fn draw(
     };
     let top_count = points
         .iter()
-        .map(|p| p.recommendation.max(p.replicas))
+        .map(|p| {
+            p.recommendation
+                .max(p.replicas)
+                .max(p.other.map_or(0, |o| o.clamp(0.0, 1e6) as u32))
+        })
         .chain([policy.max.min(10_000)])
         .max()
         .unwrap_or(1);
@@ -346,6 +363,32 @@ fn draw(
         ))?
         .label("replicas")
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], replicas.stroke_width(3)));
+    if let Some(name) = other {
+        // Its own steps, broken where it has no sample.
+        let colour = RGBColor(214, 39, 40);
+        let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for pair in points.windows(2) {
+            match pair[0].other {
+                Some(v) => {
+                    let seg = segments.last_mut().ok_or("no segment")?;
+                    seg.push((x(pair[0].at), v));
+                    seg.push((x(pair[1].at), v));
+                }
+                None => segments.push(Vec::new()),
+            }
+        }
+        let mut labelled = false;
+        for seg in segments.into_iter().filter(|s| !s.is_empty()) {
+            let series =
+                chart.draw_series(DashedLineSeries::new(seg, 8, 4, colour.stroke_width(2)))?;
+            if !labelled {
+                series.label(name.to_string()).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+                labelled = true;
+            }
+        }
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)

@@ -517,3 +517,19 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// A real Prometheus on 127.0.0.1 whose TSDB holds `openmetrics` (written into blocks by
+/// `promtool tsdb create-blocks-from openmetrics`).
+pub fn backfilled(dir: &Path, openmetrics: &str) -> Prometheus {
+    write(&dir.join("history.om"), openmetrics);
+    let prom_dir = dir.join("prom");
+    let _ = std::fs::create_dir_all(prom_dir.join("data"));
+    let status = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.join("history.om"))
+        .arg(prom_dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "promtool failed");
+    Prometheus::start(&prom_dir, None)
+}
