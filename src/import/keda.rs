@@ -124,6 +124,15 @@ impl Convert<'_> {
                 }
             }
         }
+        let behavior = advanced
+            .and_then(|a| a.get("horizontalPodAutoscalerConfig"))
+            .and_then(|h| h.get("behavior"));
+        if behavior.is_none() {
+            self.settings.push(
+                "# no `advanced.horizontalPodAutoscalerConfig.behavior`: HPA's defaults, which are policyctl's own"
+                    .into(),
+            );
+        }
         self.cooldown(spec, min, down_window, &triggers);
         if let Some(fallback) = spec.get("fallback") {
             self.fallback(fallback);

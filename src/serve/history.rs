@@ -3,6 +3,7 @@
 //! restarts. `GET /v1/policies/NAME/history`, `GET /v1/decisions` and the event stream
 //! read them.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,7 @@ impl Ring {
         if cap == 0 {
             return;
         }
+        grow(&mut self.entries, cap);
         let reason: Arc<str> = match self.entries.back() {
             Some(prev) if *prev.reason == *last.reason => prev.reason.clone(),
             _ => Arc::from(last.reason.as_str()),
@@ -124,14 +126,15 @@ impl Ring {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub at: DateTime<Utc>,
-    /// `decision`, `override_set`, `override_deleted`.
-    pub kind: String,
+    /// `decision`, `override_set`, `override_deleted` (borrowed: no allocation per
+    /// record; a state file's own strings come back owned).
+    pub kind: Cow<'static, str>,
     pub from: Option<u32>,
     pub to: Option<u32>,
     pub reason: String,
     /// The actuator's answer: `applied`, `failed`, `dry_run`, … (decisions only).
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<Cow<'static, str>>,
     /// Who set or deleted an override (the token's name or the request's `author`).
     #[serde(default)]
     pub author: Option<String>,
@@ -160,7 +163,17 @@ pub fn record(records: &mut VecDeque<Record>, r: Record) {
     while records.len() >= MAX_RECORDS {
         records.pop_front();
     }
+    grow(records, MAX_RECORDS);
     records.push_back(r);
+}
+
+/// Room for one more, never beyond `most`: a list starts at one entry (most policies
+/// of a fleet record few), and doubles up to the most it keeps, not past it.
+fn grow<T>(list: &mut VecDeque<T>, most: usize) {
+    if list.len() == list.capacity() {
+        let target = (list.capacity() * 2).clamp(1, most.max(1));
+        list.reserve_exact(target.saturating_sub(list.len()).max(1));
+    }
 }
 
 #[cfg(test)]

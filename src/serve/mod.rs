@@ -1103,11 +1103,14 @@ impl Service {
                     &mut p.records,
                     history::Record {
                         at: d.at,
-                        kind: "decision".into(),
+                        kind: std::borrow::Cow::Borrowed("decision"),
                         from: Some(d.from),
                         to: Some(d.to),
                         reason: d.reason.clone(),
-                        status: last.applied.as_ref().map(|a| a.status.to_string()),
+                        status: last
+                            .applied
+                            .as_ref()
+                            .map(|a| std::borrow::Cow::Borrowed(a.status)),
                         author: None,
                         forced: false,
                     },
@@ -1147,12 +1150,11 @@ impl Service {
         };
         let record = history::Record {
             at: Utc::now(),
-            kind: if manual.is_some() {
+            kind: std::borrow::Cow::Borrowed(if manual.is_some() {
                 "override_set"
             } else {
                 "override_deleted"
-            }
-            .into(),
+            }),
             from: slot.state(|p| p.replicas),
             to: manual.as_ref().map(|o| o.replicas),
             reason: manual
