@@ -66,7 +66,7 @@ impl Ring {
         grow(&mut self.entries, cap);
         let reason: Arc<str> = match self.entries.back() {
             Some(prev) if *prev.reason == *last.reason => prev.reason.clone(),
-            _ => Arc::from(last.reason.as_str()),
+            _ => last.reason.clone(),
         };
         let result = match (&last.decision, &last.explanation) {
             (Some(d), _) => d.to,
@@ -131,7 +131,7 @@ pub struct Record {
     pub kind: Cow<'static, str>,
     pub from: Option<u32>,
     pub to: Option<u32>,
-    pub reason: String,
+    pub reason: Arc<str>,
     /// The actuator's answer: `applied`, `failed`, `dry_run`, … (decisions only).
     #[serde(default)]
     pub status: Option<Cow<'static, str>>,

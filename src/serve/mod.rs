@@ -64,7 +64,8 @@ pub struct LastTick {
     pub decision: Option<Decision>,
     /// The result of the actuator call, when there was one.
     pub applied: Option<api::Applied>,
-    pub reason: String,
+    /// Shared with the history ring and the decision record (one copy per reason).
+    pub reason: Arc<str>,
     pub explanation: Option<Explanation>,
     /// Set when the tick could not decide.
     pub error: Option<String>,
@@ -969,7 +970,7 @@ impl Service {
             missing,
             decision: result.decision.clone(),
             applied,
-            reason,
+            reason: reason.into(),
             explanation: Some(result.explanation),
             error: None,
             overridden: manual.as_ref().map(|o| o.replicas),
@@ -1106,7 +1107,7 @@ impl Service {
                         kind: std::borrow::Cow::Borrowed("decision"),
                         from: Some(d.from),
                         to: Some(d.to),
-                        reason: d.reason.clone(),
+                        reason: last.reason.clone(),
                         status: last
                             .applied
                             .as_ref()
@@ -1160,7 +1161,8 @@ impl Service {
             reason: manual
                 .as_ref()
                 .and_then(|o| o.reason.clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
             status: None,
             author: Some(author.to_string()),
             forced: manual.as_ref().is_some_and(|o| o.forced),
