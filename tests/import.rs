@@ -18,21 +18,25 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `policyctl import tests/import/YAML --prometheus-templates tests/import/ADAPTER`.
+fn import_fixture(yaml: &str, adapter: &str) -> Run {
+    let (yaml, adapter) = (
+        format!("tests/import/{yaml}"),
+        format!("tests/import/{adapter}"),
+    );
+    policyctl(
+        root(),
+        &["import", &yaml, "--prometheus-templates", &adapter],
+    )
+}
+
 fn expected(name: &str) -> String {
     std::fs::read_to_string(root().join("tests/import").join(name)).unwrap()
 }
 
 #[test]
 fn the_membrane_fixture_converts_to_the_kept_policies() {
-    let run = policyctl(
-        root(),
-        &[
-            "import",
-            "tests/import/membrane.yaml",
-            "--prometheus-templates",
-            "tests/import/adapter.yaml",
-        ],
-    );
+    let run = import_fixture("membrane.yaml", "adapter.yaml");
     assert_eq!(run.code, 0, "{}", run.err);
     assert_eq!(run.out, expected("membrane.scale"));
     // Five objects, five policies, targets the kubernetes actuator's ids.
@@ -65,15 +69,7 @@ fn the_kept_policies_pass_check_and_their_behaviour_tests() {
 
 #[test]
 fn every_supported_field_converts() {
-    let run = policyctl(
-        root(),
-        &[
-            "import",
-            "tests/import/features.yaml",
-            "--prometheus-templates",
-            "tests/import/features-adapter.yaml",
-        ],
-    );
+    let run = import_fixture("features.yaml", "features-adapter.yaml");
     assert_eq!(run.code, 0, "{}", run.err);
     assert_eq!(run.out, expected("features.scale"));
     assert!(

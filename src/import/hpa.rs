@@ -186,23 +186,14 @@ impl Convert<'_> {
                     self.partial("a Pods metric takes an AverageValue target".into(), body.at);
                     return;
                 };
-                let ident = self.ident(&name);
                 let matchers = Matchers {
                     namespace: Some(self.namespace.clone()),
                     resource: Some(("pod".into(), NameMatch::Like(self.pods()))),
                     labels,
                 };
                 self.comment(format!("Pods metric `{name}`: its average over the pods"));
-                self.pending_metric(Pending {
-                    ident: ident.clone(),
-                    external: false,
-                    metric: name.clone(),
-                    matchers,
-                    group_by: Some("pod".into()),
-                    wrap: "avg",
-                    describe: format!("Pods metric `{name}`"),
-                    at: body.at,
-                });
+                let ident =
+                    self.adapter_metric("Pods", &name, matchers, Some("pod".into()), body.at);
                 self.rules.push(format!("track {ident} at {q}"));
             }
             "Object" => {
@@ -224,23 +215,13 @@ impl Convert<'_> {
                 let Some(target) = self.target(body.get("target"), body.at) else {
                     return;
                 };
-                let ident = self.ident(&name);
                 let matchers = Matchers {
                     namespace: Some(self.namespace.clone()),
                     resource: Some((kind.clone(), NameMatch::Is(object.clone()))),
                     labels,
                 };
                 self.comment(format!("Object metric `{name}` of {kind} `{object}`"));
-                self.pending_metric(Pending {
-                    ident: ident.clone(),
-                    external: false,
-                    metric: name.clone(),
-                    matchers,
-                    group_by: Some(kind),
-                    wrap: "sum",
-                    describe: format!("Object metric `{name}`"),
-                    at: body.at,
-                });
+                let ident = self.adapter_metric("Object", &name, matchers, Some(kind), body.at);
                 self.value_rule(&ident, target, body.at);
             }
             _ => {
@@ -252,23 +233,13 @@ impl Convert<'_> {
                 let Some(target) = self.target(body.get("target"), body.at) else {
                     return;
                 };
-                let ident = self.ident(&name);
                 let matchers = Matchers {
                     namespace: Some(self.namespace.clone()),
                     resource: None,
                     labels,
                 };
                 self.comment(format!("External metric `{name}`: the sum of its series"));
-                self.pending_metric(Pending {
-                    ident: ident.clone(),
-                    external: true,
-                    metric: name.clone(),
-                    matchers,
-                    group_by: None,
-                    wrap: "sum",
-                    describe: format!("External metric `{name}`"),
-                    at: body.at,
-                });
+                let ident = self.adapter_metric("External", &name, matchers, None, body.at);
                 self.value_rule(&ident, target, body.at);
             }
         }
@@ -288,10 +259,30 @@ impl Convert<'_> {
         }
     }
 
-    fn pending_metric(&mut self, pending: Pending) {
-        let ident = pending.ident.clone();
+    /// A `Pods`, `Object` or `External` metric, whose PromQL prometheus-adapter's rules
+    /// give (filled in by `import`): a metric line with a placeholder, and its name.
+    /// HPA averages a Pods metric over the pods, and sums the others' series.
+    fn adapter_metric(
+        &mut self,
+        kind: &str,
+        name: &str,
+        matchers: Matchers,
+        group_by: Option<String>,
+        at: Loc,
+    ) -> String {
+        let ident = self.ident(name);
         self.metric(&ident, &format!("{}:{ident}", super::PLACEHOLDER));
-        self.pending.push(pending);
+        self.pending.push(Pending {
+            ident: ident.clone(),
+            external: kind == "External",
+            metric: name.to_string(),
+            matchers,
+            group_by,
+            wrap: if kind == "Pods" { "avg" } else { "sum" },
+            describe: format!("{kind} metric `{name}`"),
+            at,
+        });
+        ident
     }
 
     /// `behavior.scaleUp` / `scaleDown` → stabilisation, limits, select, tolerance.

@@ -201,17 +201,21 @@ fn disambiguate(all: &mut [Imported]) {
 
 /// Two autoscalers on one workload fight; so would their two policies.
 fn same_target(all: &mut [Imported]) {
-    let targets: Vec<(String, String, Loc)> = all
+    let who: Vec<(String, String)> = all
         .iter()
-        .map(|i| (i.target.clone(), format!("{} `{}`", i.kind, i.name), i.at))
+        .map(|i| {
+            (
+                i.target.clone(),
+                format!("{} `{}` (line {})", i.kind, i.name, i.at.line),
+            )
+        })
         .collect();
-    for imported in all.iter_mut() {
-        let others: Vec<String> = targets
+    for (n, imported) in all.iter_mut().enumerate() {
+        let others: Vec<&str> = who
             .iter()
-            .filter(|(t, who, _)| {
-                *t == imported.target && *who != format!("{} `{}`", imported.kind, imported.name)
-            })
-            .map(|(_, who, at)| format!("{who} (line {})", at.line))
+            .enumerate()
+            .filter(|(m, (target, _))| *m != n && *target == imported.target)
+            .map(|(_, (_, name))| name.as_str())
             .collect();
         if !others.is_empty() {
             imported.notes.push(Note {
@@ -308,60 +312,6 @@ impl Imported {
         }
     }
 }
-
-/// Words of the language that cannot name a metric.
-const KEYWORDS: &[&str] = &[
-    "policy",
-    "target",
-    "replicas",
-    "every",
-    "metric",
-    "let",
-    "current",
-    "from",
-    "timezone",
-    "track",
-    "at",
-    "per",
-    "replica",
-    "desired",
-    "when",
-    "for",
-    "scale",
-    "up",
-    "down",
-    "by",
-    "to",
-    "buffer",
-    "tolerance",
-    "on",
-    "missing",
-    "hold",
-    "after",
-    "stabilize",
-    "limit",
-    "select",
-    "disabled",
-    "cooldown",
-    "schedule",
-    "in",
-    "except",
-    "cron",
-    "exactly",
-    "least",
-    "most",
-    "daily",
-    "and",
-    "or",
-    "not",
-    "min",
-    "max",
-    "ceil",
-    "floor",
-    "round",
-    "abs",
-    "clamp",
-];
 
 /// HPA's default evaluation period (kube-controller-manager's
 /// `--horizontal-pod-autoscaler-sync-period`), which also drives KEDA's 1..N scaling.
@@ -478,7 +428,7 @@ impl<'a> Convert<'a> {
         if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
             base = format!("m_{base}");
         }
-        if KEYWORDS.contains(&base.as_str()) {
+        if crate::check::RESERVED.contains(&base.as_str()) {
             base = format!("{base}_value");
         }
         let mut ident = base.clone();
