@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod import;
 pub mod input;
+pub mod lsp;
 pub mod model;
 pub mod serve;
 pub mod sim;

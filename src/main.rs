@@ -102,6 +102,14 @@ enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
+    /// The language server (Language Server Protocol over standard input and output),
+    /// for editors: diagnostics as `check` gives them, formatting, hover, completion,
+    /// definitions, references, renames, symbols, and simulating a policy on a trace.
+    Lsp {
+        /// Accepted for clients that pass it (VS Code's); stdio is the only transport.
+        #[arg(long)]
+        stdio: bool,
+    },
     /// Replay a policy on Prometheus history beside the count a live autoscaler wanted
     /// (e.g. kube-state-metrics' `kube_horizontalpodautoscaler_status_desired_replicas`),
     /// and report where they differ.
@@ -236,6 +244,19 @@ fn main() -> ExitCode {
                 plot,
                 compare,
             }))
+        }
+        Command::Lsp { stdio: _ } => {
+            let (connection, threads) = lsp_server::Connection::stdio();
+            let served = policyctl::lsp::run(connection, policyctl::lsp::Settings::default());
+            // The reader thread ends with the client's input; the writer once all is sent.
+            let joined = threads.join();
+            match served {
+                Ok(()) => match joined {
+                    Ok(()) => OK,
+                    Err(e) => fail(&format!("policyctl lsp: {e}")),
+                },
+                Err(e) => fail(&format!("policyctl lsp: {e}")),
+            }
         }
         Command::Import {
             inputs,

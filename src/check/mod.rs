@@ -7,7 +7,7 @@ mod expr;
 mod policy;
 mod schedule;
 mod suggest;
-mod values;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 
