@@ -34,9 +34,18 @@ impl Client {
     fn request(&mut self, method: &str, params: Value) -> Value {
         self.next += 1;
         let id = RequestId::from(self.next);
-        self.send(Message::Request(Request::new(id.clone(), method.into(), params)));
+        self.send(Message::Request(Request::new(
+            id.clone(),
+            method.into(),
+            params,
+        )));
         loop {
-            match self.conn.receiver.recv_timeout(Duration::from_secs(30)).unwrap() {
+            match self
+                .conn
+                .receiver
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap()
+            {
                 Message::Response(r) if r.id == id => return r.response_result.unwrap(),
                 _ => {}
             }
@@ -46,14 +55,22 @@ impl Client {
     /// Change one literal of the text and wait for the diagnostics of that version.
     fn change(&mut self) -> Duration {
         self.version += 1;
-        let text = self.text.replacen("replicas 2..10", &format!("replicas 2..{}", 10 + self.version % 7), 1);
+        let text = self.text.replacen(
+            "replicas 2..10",
+            &format!("replicas 2..{}", 10 + self.version % 7),
+            1,
+        );
         let started = Instant::now();
         self.send(Message::Notification(Notification::new(
             "textDocument/didChange".into(),
             json!({"textDocument": {"uri": self.uri, "version": self.version}, "contentChanges": [{"text": text}]}),
         )));
         loop {
-            if let Message::Notification(n) = self.conn.receiver.recv_timeout(Duration::from_secs(30)).unwrap()
+            if let Message::Notification(n) = self
+                .conn
+                .receiver
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap()
                 && n.method == "textDocument/publishDiagnostics"
                 && n.params["version"] == self.version
             {
@@ -74,37 +91,62 @@ fn bench(c: &mut Criterion) {
         conn,
         next: 0,
         version: 1,
-        uri: uri_of(&dir.join("fleet.scale")).unwrap().as_str().to_string(),
+        uri: uri_of(&dir.join("fleet.scale"))
+            .unwrap()
+            .as_str()
+            .to_string(),
         text,
     };
-    client.request("initialize", json!({"capabilities": {}, "rootUri": uri_of(&dir).unwrap().as_str()}));
-    client.send(Message::Notification(Notification::new("initialized".into(), json!({}))));
+    client.request(
+        "initialize",
+        json!({"capabilities": {}, "rootUri": uri_of(&dir).unwrap().as_str()}),
+    );
+    client.send(Message::Notification(Notification::new(
+        "initialized".into(),
+        json!({}),
+    )));
     client.send(Message::Notification(Notification::new(
         "textDocument/didOpen".into(),
         json!({"textDocument": {"uri": client.uri, "languageId": "scale", "version": 1, "text": client.text}}),
     )));
-    let symbols = client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": client.uri}}));
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": client.uri}}),
+    );
     assert_eq!(symbols.as_array().unwrap().len(), 200);
 
     let mut times: Vec<Duration> = (0..40).map(|_| client.change()).collect();
     times.sort();
     let median = times[times.len() / 2];
     let worst = times[times.len() - 1];
-    println!("diagnostics after a change, 200 policies: median {median:?}, worst {worst:?} (goal {GOAL:?})");
-    assert!(median <= GOAL, "diagnostics took {median:?} (median) after a change; the goal is {GOAL:?}");
+    println!(
+        "diagnostics after a change, 200 policies: median {median:?}, worst {worst:?} (goal {GOAL:?})"
+    );
+    assert!(
+        median <= GOAL,
+        "diagnostics took {median:?} (median) after a change; the goal is {GOAL:?}"
+    );
 
     let mut group = c.benchmark_group("lsp");
     group.sample_size(20);
-    group.bench_function("diagnostics after a change, 200 policies", |b| b.iter(|| client.change()));
-    let hover = json!({"textDocument": {"uri": client.uri}, "position": {"line": 605, "character": 28}});
-    group.bench_function("hover, 200 policies", |b| b.iter(|| client.request("textDocument/hover", hover.clone())));
+    group.bench_function("diagnostics after a change, 200 policies", |b| {
+        b.iter(|| client.change())
+    });
+    let hover =
+        json!({"textDocument": {"uri": client.uri}, "position": {"line": 605, "character": 28}});
+    group.bench_function("hover, 200 policies", |b| {
+        b.iter(|| client.request("textDocument/hover", hover.clone()))
+    });
     group.bench_function("completion, 200 policies", |b| {
         b.iter(|| client.request("textDocument/completion", hover.clone()))
     });
     group.finish();
 
     client.request("shutdown", Value::Null);
-    client.send(Message::Notification(Notification::new("exit".into(), Value::Null)));
+    client.send(Message::Notification(Notification::new(
+        "exit".into(),
+        Value::Null,
+    )));
     thread.join().unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,7 +27,11 @@ fn tokenise(files: &[PathBuf]) -> Vec<(PathBuf, Vec<Vec<(String, Vec<String>)>>)
         .args(files)
         .output()
         .expect("Node.js is needed to run vscode-textmate (.ci/run checks for it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
     parsed
         .as_array()
@@ -43,7 +47,12 @@ fn tokenise(files: &[PathBuf]) -> Vec<(PathBuf, Vec<Vec<(String, Vec<String>)>>)
                         .unwrap()
                         .iter()
                         .map(|t| {
-                            let scopes = t["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+                            let scopes = t["scopes"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|s| s.as_str().unwrap().to_string())
+                                .collect();
                             (t["text"].as_str().unwrap().to_string(), scopes)
                         })
                         .collect()
@@ -66,9 +75,16 @@ fn scale_files(dir: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_example_and_fixture_is_tokenised_with_nothing_left_unclassified() {
-    let files: Vec<PathBuf> = scale_files("policies").into_iter().chain(scale_files("tests/check/ok")).collect();
+    let files: Vec<PathBuf> = scale_files("policies")
+        .into_iter()
+        .chain(scale_files("tests/check/ok"))
+        .collect();
     assert!(files.len() >= 12);
-    let keywords: Vec<&str> = policyctl::check::RESERVED.iter().copied().chain(["dry-run", "min", "max"]).collect();
+    let keywords: Vec<&str> = policyctl::check::RESERVED
+        .iter()
+        .copied()
+        .chain(["dry-run", "min", "max"])
+        .collect();
     for (file, lines) in tokenise(&files) {
         for (n, line) in lines.iter().enumerate() {
             for (text, scopes) in line {
@@ -80,10 +96,23 @@ fn every_example_and_fixture_is_tokenised_with_nothing_left_unclassified() {
                     file.display(),
                     n + 1
                 );
-                assert!(!inner.starts_with("invalid"), "{}:{}: `{text}` is marked {inner}", file.display(), n + 1);
+                assert!(
+                    !inner.starts_with("invalid"),
+                    "{}:{}: `{text}` is marked {inner}",
+                    file.display(),
+                    n + 1
+                );
                 // What the grammar calls a keyword is one of the language's.
-                if inner.starts_with("keyword.other.scale") || inner.starts_with("storage.type") || inner.starts_with("keyword.operator.logical") {
-                    assert!(keywords.contains(&text.as_str()), "{}:{}: `{text}` is not a keyword", file.display(), n + 1);
+                if inner.starts_with("keyword.other.scale")
+                    || inner.starts_with("storage.type")
+                    || inner.starts_with("keyword.operator.logical")
+                {
+                    assert!(
+                        keywords.contains(&text.as_str()),
+                        "{}:{}: `{text}` is not a keyword",
+                        file.display(),
+                        n + 1
+                    );
                 }
             }
         }
@@ -128,10 +157,17 @@ policy "shop/web" {
     };
     let has = |line: usize, text: &str, scope: &str| {
         let scopes = scope_of(line, text);
-        assert!(scopes.contains(scope), "line {line}: `{text}` is {scopes}, not {scope}");
+        assert!(
+            scopes.contains(scope),
+            "line {line}: `{text}` is {scopes}, not {scope}"
+        );
     };
     // Comments, whatever they hold.
-    has(1, "# a comment with \"quotes\" and 5m inside", "comment.line.number-sign.scale");
+    has(
+        1,
+        "# a comment with \"quotes\" and 5m inside",
+        "comment.line.number-sign.scale",
+    );
     // Keywords and names.
     has(2, "policy", "storage.type.policy.scale");
     has(2, "\"shop/web\"", "entity.name.section.policy.scale");
@@ -148,9 +184,21 @@ policy "shop/web" {
     has(13, "min", "keyword.other.scale");
     // Strings: plain, and raw ones holding PromQL (quotes inside do not end them).
     has(3, "shop/deployment/web", "string.quoted.double.scale");
-    has(8, "sum(rate(x{code=\"500\"}[5m]))", "meta.embedded.promql.scale");
-    has(8, "sum(rate(x{code=\"500\"}[5m]))", "string.quoted.raw.scale");
-    has(9, "avg(container_memory_working_set_bytes)", "string.quoted.double.scale");
+    has(
+        8,
+        "sum(rate(x{code=\"500\"}[5m]))",
+        "meta.embedded.promql.scale",
+    );
+    has(
+        8,
+        "sum(rate(x{code=\"500\"}[5m]))",
+        "string.quoted.raw.scale",
+    );
+    has(
+        9,
+        "avg(container_memory_working_set_bytes)",
+        "string.quoted.double.scale",
+    );
     // Numbers, units and durations.
     has(4, "2", "constant.numeric.scale");
     has(4, "..", "keyword.operator.range.scale");
@@ -167,7 +215,11 @@ policy "shop/web" {
     has(16, "18:30", "constant.numeric.time.scale");
     has(16, "mon", "constant.language.day.scale");
     has(16, "sat", "constant.language.day.scale");
-    has(16, "\"Europe/Berlin\"", "string.quoted.double.timezone.scale");
+    has(
+        16,
+        "\"Europe/Berlin\"",
+        "string.quoted.double.timezone.scale",
+    );
     has(6, "\"Asia/Kolkata\"", "string.quoted.double.timezone.scale");
     has(16, "2026-12-25", "constant.numeric.date.scale");
     has(17, "2026-12-24T09:00", "constant.numeric.date.scale");
@@ -183,7 +235,10 @@ fn a_unit_the_language_lacks_is_marked() {
     let lines = tokenise(std::slice::from_ref(&file)).remove(0).1;
     let (text, scopes) = &lines[1].iter().find(|(t, _)| t.starts_with("15")).unwrap();
     assert_eq!(text, "15mins");
-    assert!(scopes.last().unwrap().starts_with("invalid.illegal.unit"), "{scopes:?}");
+    assert!(
+        scopes.last().unwrap().starts_with("invalid.illegal.unit"),
+        "{scopes:?}"
+    );
 }
 
 /// The extension packs into a `.vsix` with @vscode/vsce (the README's command), with
@@ -194,22 +249,51 @@ fn the_extension_packs_into_a_vsix() {
     let vscode = support::root().join("editors/vscode");
     let vsix = dir.join("policyctl-scale.vsix");
     let vsce = vscode.join("node_modules/@vscode/vsce/vsce");
-    assert!(vsce.is_file(), "run `npm ci --prefix editors/vscode` (.ci/run does)");
+    assert!(
+        vsce.is_file(),
+        "run `npm ci --prefix editors/vscode` (.ci/run does)"
+    );
     let out = Command::new("node")
         .arg(&vsce)
-        .args(["package", "--allow-missing-repository", "--skip-license", "--out"])
+        .args([
+            "package",
+            "--allow-missing-repository",
+            "--skip-license",
+            "--out",
+        ])
         .arg(&vsix)
         .current_dir(&vscode)
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(std::fs::metadata(&vsix).unwrap().len() > 10_000);
-    for wanted in ["package.json", "extension.js", "language-configuration.json", "scale.tmLanguage.json", "vscode-languageclient/"] {
-        assert!(printed.contains(wanted), "`{wanted}` is not packed:\n{printed}");
+    for wanted in [
+        "package.json",
+        "extension.js",
+        "language-configuration.json",
+        "scale.tmLanguage.json",
+        "vscode-languageclient/",
+    ] {
+        assert!(
+            printed.contains(wanted),
+            "`{wanted}` is not packed:\n{printed}"
+        );
     }
-    for unwanted in ["vscode-textmate", "vscode-oniguruma", "tokenize.js", "@vscode/vsce"] {
-        assert!(!printed.contains(unwanted), "`{unwanted}` is packed:\n{printed}");
+    for unwanted in [
+        "vscode-textmate",
+        "vscode-oniguruma",
+        "tokenize.js",
+        "@vscode/vsce",
+    ] {
+        assert!(
+            !printed.contains(unwanted),
+            "`{unwanted}` is packed:\n{printed}"
+        );
     }
 }
 
@@ -275,7 +359,10 @@ policy "web" {
     let out = dir.join("out.json");
     let status = Command::new(nvim)
         .args(["--headless", "--clean", "-n", "-c"])
-        .arg(format!("luafile {}", support::root().join("tests/lsp/syntax.lua").display()))
+        .arg(format!(
+            "luafile {}",
+            support::root().join("tests/lsp/syntax.lua").display()
+        ))
         .env("RTP", support::root().join("editors/vim"))
         .env("FILE", &file)
         .env("QUERIES", serde_json::to_string(&queries).unwrap())
@@ -286,7 +373,12 @@ policy "web" {
     assert!(status.success());
     let got: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(got["filetype"], "scale");
-    let groups: Vec<&str> = got["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    let groups: Vec<&str> = got["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
     let wanted: Vec<&str> = expected.iter().map(|(_, _, g)| *g).collect();
     for ((needle, _, want), got) in expected.iter().zip(&groups) {
         assert_eq!(got, want, "at `{needle}`: all {groups:?}");

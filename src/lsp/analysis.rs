@@ -117,9 +117,9 @@ fn quantities(stmt: &Stmt) -> Vec<Node<Quantity>> {
                         }
                     }
                     ast::SchedStmt::Effect(e) => match e {
-                        ast::Effect::AtLeast(q) | ast::Effect::AtMost(q) | ast::Effect::Exactly(q) => {
-                            add(q)
-                        }
+                        ast::Effect::AtLeast(q)
+                        | ast::Effect::AtMost(q)
+                        | ast::Effect::Exactly(q) => add(q),
                         ast::Effect::Range(a, b) => {
                             add(a);
                             add(b);
@@ -222,7 +222,11 @@ impl<'a> Index<'a> {
         self.defs
             .iter()
             .map(|d| (d.policy, d.name.as_str(), d.span))
-            .chain(self.uses.iter().map(|u| (u.policy, u.name.as_str(), u.span)))
+            .chain(
+                self.uses
+                    .iter()
+                    .map(|u| (u.policy, u.name.as_str(), u.span)),
+            )
             .find(|(_, _, span)| covers(*span, offset))
             .map(|(p, n, _)| (p, n))
     }
@@ -256,7 +260,10 @@ impl<'a> Index<'a> {
 pub enum Region {
     Comment,
     /// A string: where its content starts, and whether its closing quote was written.
-    Str { content: usize, closed: bool },
+    Str {
+        content: usize,
+        closed: bool,
+    },
 }
 
 /// The comments and strings of a text, in order, as the grammar reads them (an
@@ -279,7 +286,13 @@ pub fn regions(text: &str) -> Vec<(Span, Region)> {
                 }
                 let closed = bytes.get(j) == Some(&b'"');
                 let end = if closed { j + 1 } else { j.min(bytes.len()) };
-                out.push((Span::new(i, end), Region::Str { content: i + 1, closed }));
+                out.push((
+                    Span::new(i, end),
+                    Region::Str {
+                        content: i + 1,
+                        closed,
+                    },
+                ));
                 i = end.max(i + 1);
             }
             b'r' if (i == 0 || !is_ident(bytes[i - 1]))
@@ -296,7 +309,13 @@ pub fn regions(text: &str) -> Vec<(Span, Region)> {
                 let (end, closed) = text[open..]
                     .find(&close)
                     .map_or((text.len(), false), |n| (open + n + close.len(), true));
-                out.push((Span::new(i, end), Region::Str { content: open, closed }));
+                out.push((
+                    Span::new(i, end),
+                    Region::Str {
+                        content: open,
+                        closed,
+                    },
+                ));
                 i = end;
             }
             _ => i += 1,
@@ -395,7 +414,9 @@ fn literal(q: &Node<Quantity>) -> String {
         Err(d) => format!("`{written}`: {}", d.message),
         Ok(v) => {
             let value = match v.kind {
-                values::Kind::Plain if q.unit.is_none() => return format!("`{written}` = {}", grouped(v.number)),
+                values::Kind::Plain if q.unit.is_none() => {
+                    return format!("`{written}` = {}", grouped(v.number));
+                }
                 values::Kind::Plain => grouped(v.number),
                 values::Kind::Percent => format!("{} (a ratio)", v.number),
                 values::Kind::Duration => {
@@ -612,9 +633,7 @@ fn keyword_detail(word: &str) -> &'static str {
 /// The names a policy defines in the text between the `policy` line before the offset
 /// and the next one: read from the text, so that a half-typed policy still has them.
 fn names_near(text: &str, offset: usize) -> (Vec<String>, Vec<String>) {
-    let start = text[..offset.min(text.len())]
-        .rfind("policy ")
-        .unwrap_or(0);
+    let start = text[..offset.min(text.len())].rfind("policy ").unwrap_or(0);
     let end = text[offset.min(text.len())..]
         .find("\npolicy ")
         .map_or(text.len(), |n| offset + n);
@@ -634,7 +653,9 @@ fn names_near(text: &str, offset: usize) -> (Vec<String>, Vec<String>) {
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !valid || RESERVED.contains(&name) {
             continue;
         }
@@ -659,7 +680,10 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
             let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
             let before = text[line_start..span.start].trim_end();
             if before.ends_with(" in") || before == "in" || before.ends_with("timezone") {
-                return zones(&text[content..offset], lines.range(Span::new(content, offset)));
+                return zones(
+                    &text[content..offset],
+                    lines.range(Span::new(content, offset)),
+                );
             }
             return Vec::new();
         }
@@ -684,7 +708,10 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
             .bytes()
             .position(|b| b.is_ascii_alphabetic() || b == b'%')
             .unwrap_or(typed.len());
-        if typed[..unit_at].bytes().all(|b| b.is_ascii_digit() || b == b'_' || b == b'.') {
+        if typed[..unit_at]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'_' || b == b'.')
+        {
             let typed_unit = &typed[unit_at..];
             let at = offset - typed_unit.len();
             let range = lines.range(Span::new(at, offset));
@@ -696,7 +723,10 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
                     filter_text: Some(format!("{}{u}", &typed[..unit_at])),
                     kind: Some(CompletionItemKind::UNIT),
                     detail: Some((*what).to_string()),
-                    text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(range, (*u).to_string()))),
+                    text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(
+                        range,
+                        (*u).to_string(),
+                    ))),
                     ..CompletionItem::default()
                 })
                 .collect();
@@ -734,10 +764,14 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
                 .collect();
         }
         ("limit", "up" | "down") => {
-            return [("select min", "select"), ("select max", "select"), ("disabled", "disabled")]
-                .iter()
-                .map(|(label, kw)| item(label, CompletionItemKind::KEYWORD, keyword_detail(kw)))
-                .collect();
+            return [
+                ("select min", "select"),
+                ("select max", "select"),
+                ("disabled", "disabled"),
+            ]
+            .iter()
+            .map(|(label, kw)| item(label, CompletionItemKind::KEYWORD, keyword_detail(kw)))
+            .collect();
         }
         ("on", "on") if depth(text, &regions, offset) == 1 => {
             return ["missing hold", "missing scale to"]
@@ -777,12 +811,19 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
     let mut out: Vec<CompletionItem> = metrics
         .iter()
         .map(|m| item(m, CompletionItemKind::VARIABLE, "metric"))
-        .chain(lets.iter().map(|l| item(l, CompletionItemKind::VARIABLE, "let")))
+        .chain(
+            lets.iter()
+                .map(|l| item(l, CompletionItemKind::VARIABLE, "let")),
+        )
         .collect();
     out.extend(model::Func::ALL.iter().map(|f| CompletionItem {
         insert_text: Some(format!("{}($1)", f.name())),
         insert_text_format: Some(InsertTextFormat::SNIPPET),
-        ..item(f.name(), CompletionItemKind::FUNCTION, keyword_detail(f.name()))
+        ..item(
+            f.name(),
+            CompletionItemKind::FUNCTION,
+            keyword_detail(f.name()),
+        )
     }));
     let follow: &[&str] = match first {
         "when" => &["current", "and", "or", "not", "for", "scale"],
@@ -806,7 +847,10 @@ fn zones(typed: &str, range: Range) -> Vec<CompletionItem> {
             label: name.to_string(),
             kind: Some(CompletionItemKind::CONSTANT),
             detail: Some("IANA time zone".into()),
-            text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(range, name.to_string()))),
+            text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(
+                range,
+                name.to_string(),
+            ))),
             ..CompletionItem::default()
         })
         .collect()
@@ -860,9 +904,7 @@ pub fn symbols(tree: &ast::File, lines: &Lines<'_>) -> Vec<DocumentSymbol> {
                         target = Some(format!("{} {}", actuator.node, id.raw));
                         continue;
                     }
-                    Stmt::Metric {
-                        name, source, ..
-                    } => symbol(
+                    Stmt::Metric { name, source, .. } => symbol(
                         name.node.clone(),
                         Some(format!("metric from {}", source.node)),
                         SymbolKind::VARIABLE,
@@ -918,7 +960,9 @@ pub fn rename_problem(index: &Index<'_>, policy: usize, old: &str, new: &str) ->
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && new.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && new
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid {
         return Some(format!(
             "`{new}` is not a name: names are lower-case letters, digits and `_`, not starting with a digit"
@@ -958,12 +1002,20 @@ pub fn edit_between(old: &str, new: &str, lines: &Lines<'_>) -> Option<TextEdit>
     let start: usize = a[..prefix].iter().map(|l| l.len()).sum();
     let end: usize = old.len() - a[a.len() - suffix..].iter().map(|l| l.len()).sum::<usize>();
     let replacement: String = b[prefix..b.len() - suffix].concat();
-    Some(TextEdit::new(lines.range(Span::new(start, end)), replacement))
+    Some(TextEdit::new(
+        lines.range(Span::new(start, end)),
+        replacement,
+    ))
 }
 
 /// Formatting of the policies that a range touches: each is formatted on its own,
 /// which is exactly what formatting the file does to it.
-pub fn format_policies(text: &str, tree: &ast::File, range: Span, lines: &Lines<'_>) -> Vec<TextEdit> {
+pub fn format_policies(
+    text: &str,
+    tree: &ast::File,
+    range: Span,
+    lines: &Lines<'_>,
+) -> Vec<TextEdit> {
     let index = Index::new(tree);
     index
         .policies
@@ -980,7 +1032,8 @@ pub fn format_policies(text: &str, tree: &ast::File, range: Span, lines: &Lines<
 
 /// The documentation for a completion item, when it has a long form.
 pub fn documentation(label: &str) -> Option<Documentation> {
-    keywords::describe(label).map(|(line, _)| Documentation::MarkupContent(markdown(line.to_string())))
+    keywords::describe(label)
+        .map(|(line, _)| Documentation::MarkupContent(markdown(line.to_string())))
 }
 
 #[cfg(test)]
@@ -1021,7 +1074,10 @@ mod tests {
             hover(TEXT, &tree, at, &none, Utc::now(), None).map(|(w, _)| w)
         };
         assert_eq!(hover("70%", 1).unwrap(), "`70%` = 0.7 (a ratio)");
-        assert_eq!(hover("600MiB for", 2).unwrap(), "`600MiB` = 629,145,600 bytes");
+        assert_eq!(
+            hover("600MiB for", 2).unwrap(),
+            "`600MiB` = 629,145,600 bytes"
+        );
         assert_eq!(hover("5m scale", 0).unwrap(), "`5m` = 300 seconds");
         assert!(hover("cpu * 2", 0).unwrap().contains("avg(rate(x[1m]))"));
         assert!(hover("track", 2).unwrap().starts_with("`track EXPR at T`"));
@@ -1045,7 +1101,12 @@ mod tests {
         assert!(labels("policy \"a\" {\n  ").contains(&"when".to_string()));
         assert_eq!(labels(""), vec!["policy".to_string()]);
         assert!(labels("policy \"a\" {\n  schedule \"s\" {\n    ").contains(&"cron".to_string()));
-        assert!(labels("policy \"a\" {\n  schedule \"s\" {\n    on mon from 08:00 to 09:00 in \"Europe/Ber").contains(&"Europe/Berlin".to_string()));
+        assert!(
+            labels(
+                "policy \"a\" {\n  schedule \"s\" {\n    on mon from 08:00 to 09:00 in \"Europe/Ber"
+            )
+            .contains(&"Europe/Berlin".to_string())
+        );
         assert_eq!(labels("policy \"a\" {\n  target "), vec!["k8s".to_string()]);
         let expr = labels("policy \"a\" {\n  metric cpu = prometheus \"x\"\n  let b = 1\n  when c");
         assert!(expr.contains(&"cpu".to_string()) && expr.contains(&"b".to_string()));
@@ -1060,7 +1121,13 @@ mod tests {
         let new = "a\nB\nB2\nd\n";
         let lines = Lines::new(old, super::super::text::Encoding::Utf16);
         let edit = edit_between(old, new, &lines).unwrap();
-        assert_eq!(edit.range, Range::new(lsp_types::Position::new(1, 0), lsp_types::Position::new(3, 0)));
+        assert_eq!(
+            edit.range,
+            Range::new(
+                lsp_types::Position::new(1, 0),
+                lsp_types::Position::new(3, 0)
+            )
+        );
         assert_eq!(edit.new_text, "B\nB2\n");
     }
 }

@@ -21,19 +21,17 @@ use lsp_types::notification::{
     DidSaveTextDocument, Notification as _, PublishDiagnostics, ShowMessage,
 };
 use lsp_types::request::{
-    CodeLensRequest, Completion, DocumentSymbolRequest, ExecuteCommand, Formatting,
-    GotoDefinition, HoverRequest, PrepareRenameRequest, RangeFormatting, References, Rename,
-    Request as _,
+    CodeLensRequest, Completion, DocumentSymbolRequest, ExecuteCommand, Formatting, GotoDefinition,
+    HoverRequest, PrepareRenameRequest, RangeFormatting, References, Rename, Request as _,
 };
 use lsp_types::{
     CodeLens, CodeLensOptions, Command, CompletionOptions, CompletionResponse,
     DiagnosticRelatedInformation, DiagnosticSeverity, DiagnosticTag, DocumentSymbolResponse,
-    ExecuteCommandOptions, GotoDefinitionResponse, Hover, HoverContents,
-    HoverProviderCapability, InitializeParams, Location, MessageType, NumberOrString, OneOf,
-    PositionEncodingKind, PrepareRenameResponse, PublishDiagnosticsParams, RenameOptions,
-    ServerCapabilities, ServerInfo, ShowMessageParams, TextDocumentSyncCapability,
-    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions, TextEdit, Uri,
-    WorkDoneProgressOptions, WorkspaceEdit,
+    ExecuteCommandOptions, GotoDefinitionResponse, Hover, HoverContents, HoverProviderCapability,
+    InitializeParams, Location, MessageType, NumberOrString, OneOf, PositionEncodingKind,
+    PrepareRenameResponse, PublishDiagnosticsParams, RenameOptions, ServerCapabilities, ServerInfo,
+    ShowMessageParams, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentSyncSaveOptions, TextEdit, Uri, WorkDoneProgressOptions, WorkspaceEdit,
 };
 use serde_json::{Value, json};
 
@@ -119,7 +117,11 @@ pub fn run(connection: Connection, settings: Settings) -> Result<(), String> {
         .as_ref()
         .and_then(|g| g.position_encodings.as_ref())
         .is_some_and(|encodings| encodings.contains(&PositionEncodingKind::UTF8));
-    let encoding = if utf8 { Encoding::Utf8 } else { Encoding::Utf16 };
+    let encoding = if utf8 {
+        Encoding::Utf8
+    } else {
+        Encoding::Utf16
+    };
     #[allow(deprecated)] // root_uri: older clients (Neovim 0.7) send only it.
     let root = params
         .workspace_folders
@@ -174,12 +176,14 @@ fn capabilities(encoding: Encoding) -> ServerCapabilities {
             Encoding::Utf8 => PositionEncodingKind::UTF8,
             Encoding::Utf16 => PositionEncodingKind::UTF16,
         }),
-        text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
-            open_close: Some(true),
-            change: Some(TextDocumentSyncKind::INCREMENTAL),
-            save: Some(TextDocumentSyncSaveOptions::Supported(true)),
-            ..TextDocumentSyncOptions::default()
-        })),
+        text_document_sync: Some(TextDocumentSyncCapability::Options(
+            TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                save: Some(TextDocumentSyncSaveOptions::Supported(true)),
+                ..TextDocumentSyncOptions::default()
+            },
+        )),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
         completion_provider: Some(CompletionOptions {
             trigger_characters: Some(vec!["\"".into(), "/".into()]),
@@ -244,7 +248,9 @@ impl Server {
                         .unwrap_or_else(|_| {
                             Err(Failed(
                                 ErrorCode::InternalError,
-                                format!("policyctl lsp failed on `{method}` (a bug; the server goes on)"),
+                                format!(
+                                    "policyctl lsp failed on `{method}` (a bug; the server goes on)"
+                                ),
                             ))
                         });
                     self.respond(id, answer)?;
@@ -287,7 +293,9 @@ impl Server {
     fn notification(&mut self, n: Notification) {
         match n.method.as_str() {
             DidOpenTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<lsp_types::DidOpenTextDocumentParams>(n.params) else {
+                let Ok(p) =
+                    serde_json::from_value::<lsp_types::DidOpenTextDocumentParams>(n.params)
+                else {
                     return;
                 };
                 let doc = Doc {
@@ -299,7 +307,9 @@ impl Server {
                 self.docs.insert(p.text_document.uri, doc);
             }
             DidChangeTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<lsp_types::DidChangeTextDocumentParams>(n.params) else {
+                let Ok(p) =
+                    serde_json::from_value::<lsp_types::DidChangeTextDocumentParams>(n.params)
+                else {
                     return;
                 };
                 let encoding = self.encoding;
@@ -320,7 +330,9 @@ impl Server {
                 self.dirty.insert(p.text_document.uri);
             }
             DidCloseTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<lsp_types::DidCloseTextDocumentParams>(n.params) else {
+                let Ok(p) =
+                    serde_json::from_value::<lsp_types::DidCloseTextDocumentParams>(n.params)
+                else {
                     return;
                 };
                 self.docs.remove(&p.text_document.uri);
@@ -381,7 +393,8 @@ impl Server {
                     let lines16 = Lines::new(&doc.text, Encoding::Utf16);
                     let lines8 = Lines::new(&doc.text, Encoding::Utf8);
                     for item in &mut items {
-                        if let Some(lsp_types::CompletionTextEdit::Edit(edit)) = &mut item.text_edit {
+                        if let Some(lsp_types::CompletionTextEdit::Edit(edit)) = &mut item.text_edit
+                        {
                             edit.range = lines8.range(lines16.span(edit.range));
                         }
                     }
@@ -414,13 +427,17 @@ impl Server {
                 let (tree, _) = syntax::parse(&doc.text, 0);
                 let index = Index::new(&tree);
                 let found: Option<Vec<Location>> =
-                    index.name_at(lines.offset(at.position)).map(|(policy, name)| {
-                        index
-                            .occurrences(policy, name, p.context.include_declaration)
-                            .into_iter()
-                            .map(|span| Location::new(at.text_document.uri.clone(), lines.range(span)))
-                            .collect()
-                    });
+                    index
+                        .name_at(lines.offset(at.position))
+                        .map(|(policy, name)| {
+                            index
+                                .occurrences(policy, name, p.context.include_declaration)
+                                .into_iter()
+                                .map(|span| {
+                                    Location::new(at.text_document.uri.clone(), lines.range(span))
+                                })
+                                .collect()
+                        });
                 to_value(found)
             }
             DocumentSymbolRequest::METHOD => {
@@ -428,7 +445,9 @@ impl Server {
                 let doc = self.doc(&p.text_document.uri)?;
                 let lines = Lines::new(&doc.text, self.encoding);
                 let (tree, _) = syntax::parse(&doc.text, 0);
-                to_value(DocumentSymbolResponse::Nested(analysis::symbols(&tree, &lines)))
+                to_value(DocumentSymbolResponse::Nested(analysis::symbols(
+                    &tree, &lines,
+                )))
             }
             PrepareRenameRequest::METHOD => {
                 let p: lsp_types::TextDocumentPositionParams = params(p)?;
@@ -481,9 +500,11 @@ impl Server {
                 let doc = self.doc(&p.text_document.uri)?;
                 let lines = Lines::new(&doc.text, self.encoding);
                 // A text with syntax errors is left alone; its diagnostics say why.
-                let edits: Option<Vec<TextEdit>> = format::format(&doc.text)
-                    .ok()
-                    .map(|out| analysis::edit_between(&doc.text, &out, &lines).into_iter().collect());
+                let edits: Option<Vec<TextEdit>> = format::format(&doc.text).ok().map(|out| {
+                    analysis::edit_between(&doc.text, &out, &lines)
+                        .into_iter()
+                        .collect()
+                });
                 to_value(edits)
             }
             RangeFormatting::METHOD => {
@@ -491,7 +512,12 @@ impl Server {
                 let doc = self.doc(&p.text_document.uri)?;
                 let lines = Lines::new(&doc.text, self.encoding);
                 let (tree, _) = syntax::parse(&doc.text, 0);
-                to_value(analysis::format_policies(&doc.text, &tree, lines.span(p.range), &lines))
+                to_value(analysis::format_policies(
+                    &doc.text,
+                    &tree,
+                    lines.span(p.range),
+                    &lines,
+                ))
             }
             CodeLensRequest::METHOD => {
                 let p: lsp_types::CodeLensParams = params(p)?;
@@ -585,7 +611,8 @@ impl Server {
             return Some(text.clone());
         }
         let text = input::read_text(path, caps::POLICY).ok()?;
-        self.disk.insert(path.to_path_buf(), (modified, text.clone()));
+        self.disk
+            .insert(path.to_path_buf(), (modified, text.clone()));
         Some(text)
     }
 
@@ -715,7 +742,9 @@ impl Server {
             dirs.push(root.join("traces"));
             dirs.push(root.join("examples/traces"));
         }
-        dirs.into_iter().map(|d| d.join(&name)).find(|p| p.is_file())
+        dirs.into_iter()
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
     }
 
     fn lenses(&self, uri: &Uri) -> Result<Vec<CodeLens>, Failed> {
@@ -763,7 +792,11 @@ impl Server {
                 .get(i)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| invalid(format!("{SIMULATE} takes [uri, policy, trace]: {what} is missing")))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{SIMULATE} takes [uri, policy, trace]: {what} is missing"
+                    ))
+                })
         };
         let uri: Uri = arg(0, "the document's uri")?
             .parse()
@@ -778,14 +811,22 @@ impl Server {
         let Some(policy) = doc.checked.get(&policy_name).cloned() else {
             return Err(Failed(
                 ErrorCode::RequestFailed,
-                format!("policy `{policy_name}` is not in this file, or has errors (see its diagnostics)"),
+                format!(
+                    "policy `{policy_name}` is not in this file, or has errors (see its diagnostics)"
+                ),
             ));
         };
         let trace_text = input::read_text(&trace_path, caps::TRACE).map_err(|e| {
-            Failed(ErrorCode::RequestFailed, format!("cannot read `{}`: {e}", trace_path.display()))
+            Failed(
+                ErrorCode::RequestFailed,
+                format!("cannot read `{}`: {e}", trace_path.display()),
+            )
         })?;
         let trace = crate::sim::trace::parse(&trace_text).map_err(|e| {
-            Failed(ErrorCode::RequestFailed, format!("{}: {e}", trace_path.display()))
+            Failed(
+                ErrorCode::RequestFailed,
+                format!("{}: {e}", trace_path.display()),
+            )
         })?;
         let mut decisions = Vec::new();
         let (mut ticks, mut ups, mut downs) = (0usize, 0usize, 0usize);
@@ -812,7 +853,12 @@ impl Server {
                 }));
             }
         })
-        .map_err(|e| Failed(ErrorCode::RequestFailed, format!("{}: {e}", trace_path.display())))?;
+        .map_err(|e| {
+            Failed(
+                ErrorCode::RequestFailed,
+                format!("{}: {e}", trace_path.display()),
+            )
+        })?;
         let range = if ticks == 0 {
             "-".to_string()
         } else {
@@ -820,7 +866,9 @@ impl Server {
         };
         let summary = format!(
             "{policy_name} on {}: {ticks} ticks, {} decisions ({ups} up, {downs} down), replicas {range}",
-            trace_path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            trace_path
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
             ups + downs
         );
         let _ = self.notify(
@@ -875,8 +923,18 @@ fn read_config(path: &Path) -> Config {
     };
     let problems = config::validate(&loaded, 0);
     let names = Names {
-        actuators: loaded.config.actuators.iter().map(|a| a.name.clone()).collect(),
-        sources: loaded.config.sources.iter().map(|s| s.name.clone()).collect(),
+        actuators: loaded
+            .config
+            .actuators
+            .iter()
+            .map(|a| a.name.clone())
+            .collect(),
+        sources: loaded
+            .config
+            .sources
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
     };
     Config {
         path: Some(path.to_path_buf()),
