@@ -13,8 +13,11 @@ use serde_json::Value;
 
 mod support;
 
-/// (text, innermost scope) of every token of every line, per file.
-fn tokenise(files: &[PathBuf]) -> Vec<(PathBuf, Vec<Vec<(String, Vec<String>)>>)> {
+/// One token: its text and its scopes, outermost first.
+type Token = (String, Vec<String>);
+
+/// The tokens of every line, per file.
+fn tokenise(files: &[PathBuf]) -> Vec<(PathBuf, Vec<Vec<Token>>)> {
     let root = support::root();
     let vscode = root.join("editors/vscode");
     assert!(
