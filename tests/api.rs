@@ -134,6 +134,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         "/v1/decisions",
         "/v1/events",
         "/v1/files",
+        "/v1/status",
     ];
     expected.sort_unstable();
     let mut documented_sorted = documented.clone();
@@ -153,6 +154,12 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     let held = get(&serve, "/v1/policies/held");
     validate(&doc, "/v1/policies/{name}", "get", "200", &held);
     validate(&doc, "/v1/files", "get", "200", &get(&serve, "/v1/files"));
+    let status = get(&serve, "/v1/status");
+    validate(&doc, "/v1/status", "get", "200", &status);
+    assert_eq!(
+        (&status["coordination"], &status["leader"]),
+        (&serde_json::json!("file"), &serde_json::json!(true))
+    );
     let (status, body) = serve.get("/v1/policies/nope");
     assert_eq!(status, 404);
     validate(

@@ -77,6 +77,83 @@ pub struct ServiceConfig {
     /// `/v1/policies/NAME`. Going live is removing its entry.
     #[serde(default)]
     pub shadow: Vec<ShadowConfig>,
+    /// Several instances, one leader: `Etcd(endpoints: ["http://127.0.0.1:2379"],
+    /// prefix: "/policyctl/", lease_ttl_s: 10)`. Without it, one instance with the state
+    /// file (`File`).
+    #[serde(default)]
+    pub coordination: Coordination,
+}
+
+/// Where state lives and who may tick (docs/ha.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Coordination {
+    /// One instance; state in `state_file`.
+    #[default]
+    File,
+    /// Several instances on etcd (v3 API): one leader ticks and actuates, state under
+    /// the prefix, every write fenced by the leader's lease.
+    Etcd {
+        endpoints: Vec<String>,
+        #[serde(default = "default_prefix")]
+        prefix: String,
+        #[serde(default = "default_ttl")]
+        lease_ttl_s: u64,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl Coordination {
+    /// The etcd settings, when coordinating on etcd.
+    pub fn etcd(&self) -> Option<EtcdConfig> {
+        match self {
+            Coordination::File => None,
+            Coordination::Etcd {
+                endpoints,
+                prefix,
+                lease_ttl_s,
+                id,
+                user,
+                password_file,
+            } => Some(EtcdConfig {
+                endpoints: endpoints.clone(),
+                prefix: prefix.clone(),
+                lease_ttl_s: *lease_ttl_s,
+                id: id.clone(),
+                user: user.clone(),
+                password_file: password_file.clone(),
+            }),
+        }
+    }
+}
+
+/// `coordination: Etcd(…)`'s fields.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    /// Every key of this service starts with it (e.g. `/policyctl/shop/`).
+    pub prefix: String,
+    /// The leader's lease, in seconds: a dead leader is replaced within about this long.
+    pub lease_ttl_s: u64,
+    /// This instance's name in `/v1/status` and the leader key (default: host name and
+    /// process id).
+    pub id: Option<String>,
+    /// etcd authentication: a user, with the password in a file.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_prefix() -> String {
+    "/policyctl/".to_string()
+}
+
+fn default_ttl() -> u64 {
+    10
 }
 
 /// `(policy: "shop/web", source: "prometheus", query: "kube_horizontalpodautoscaler_status_desired_replicas{…}")`
@@ -322,6 +399,32 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
             .label("here")
             .help(help.to_string())
     };
+    if let Some(etcd) = config.coordination.etcd() {
+        if etcd.endpoints.is_empty() {
+            out.push(invalid(
+                "Etcd",
+                "coordination: no etcd endpoint".into(),
+                "list the members, e.g. `endpoints: [\"http://127.0.0.1:2379\"]`",
+            ));
+        }
+        if !(2..=3600).contains(&etcd.lease_ttl_s) {
+            out.push(invalid(
+                "lease_ttl_s",
+                format!(
+                    "coordination: lease_ttl_s is {}; it is 2 to 3600 seconds",
+                    etcd.lease_ttl_s
+                ),
+                "a dead leader is replaced within about one lease; 10 is a good start",
+            ));
+        }
+        if etcd.user.is_some() != etcd.password_file.is_some() {
+            out.push(invalid(
+                "user",
+                "coordination: `user` and `password_file` go together".into(),
+                "give both, or neither",
+            ));
+        }
+    }
     let mut shadowed = std::collections::BTreeSet::new();
     for s in &config.shadow {
         if !config.sources.iter().any(|source| source.name == s.source) {

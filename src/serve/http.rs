@@ -41,6 +41,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/files", get(files))
+        .route("/v1/status", get(status))
         .with_state(service)
 }
 
@@ -153,10 +154,43 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
             .into_response();
     }
     if service.ready.load(Ordering::Acquire) {
-        "ready\n".into_response()
+        match service.coordinator.get() {
+            Some(c) => {
+                let s = c.status();
+                let leader = s.leader_id.unwrap_or_else(|| "none yet".into());
+                format!("ready ({}; leader: {leader})\n", s.id).into_response()
+            }
+            None => "ready\n".into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
+}
+
+/// `Status` of docs/openapi.json: this instance, and who leads.
+async fn status(State(service): State<Arc<Service>>) -> Response {
+    let body = match service.coordinator.get() {
+        Some(c) => {
+            let s = c.status();
+            serde_json::json!({
+                "id": s.id,
+                "coordination": "etcd",
+                "leader": s.leader,
+                "leader_id": s.leader_id,
+                "shards": serde_json::Value::Null,
+                "note": s.note,
+            })
+        }
+        None => serde_json::json!({
+            "id": crate::serve::coordination::default_id(),
+            "coordination": "file",
+            "leader": true,
+            "leader_id": crate::serve::coordination::default_id(),
+            "shards": serde_json::Value::Null,
+            "note": serde_json::Value::Null,
+        }),
+    };
+    axum::Json(body).into_response()
 }
 
 /// `Policy` of docs/openapi.json: the policy, its override, and its last tick.
@@ -383,6 +417,9 @@ async fn set_override(
         Ok(name) => name,
         Err(r) => return *r,
     };
+    if let Some(refused) = follower(&service) {
+        return refused;
+    }
     let body: OverrideBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -438,6 +475,20 @@ async fn set_override(
     Json(json!({ "policy": name, "override": manual })).into_response()
 }
 
+/// On etcd, only the leader takes overrides (a follower's would never reach the state):
+/// 503, naming the leader.
+fn follower(service: &Service) -> Option<Response> {
+    let coordinator = service.coordinator.get()?;
+    let status = coordinator.status();
+    (!status.leader).then(|| {
+        let leader = status.leader_id.unwrap_or_else(|| "none yet".into());
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("this instance ({}) does not lead; send the override to the leader ({leader}, see GET /v1/status)", status.id),
+        )
+    })
+}
+
 async fn delete_override(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
@@ -447,6 +498,9 @@ async fn delete_override(
         Ok(name) => name,
         Err(r) => return *r,
     };
+    if let Some(refused) = follower(&service) {
+        return refused;
+    }
     if !service.set_override(&name, None, &author).await {
         return not_found(&name);
     }

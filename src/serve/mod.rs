@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod coordination;
 pub mod history;
 pub mod http;
 pub mod metrics;
@@ -293,6 +294,10 @@ pub struct Service {
     /// Ticks, decisions and override changes as Server-Sent Events (`GET /v1/events`):
     /// `(event name, JSON)`.
     pub events: tokio::sync::broadcast::Sender<(&'static str, Arc<str>)>,
+    /// With `coordination: Etcd(…)`: the election and the state store.
+    pub coordinator: std::sync::OnceLock<Arc<coordination::Coordinator>>,
+    /// Each policy's state as last written to etcd (only changes are written).
+    in_etcd: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// A start-up failure: exit 2.
@@ -362,7 +367,11 @@ impl Service {
         }
         let tokens = loaded.override_tokens().map_err(StartError)?;
         let state_file = loaded.state_file();
-        let (snapshot, warning) = persist::load(&state_file).map_err(StartError)?;
+        // On etcd, the state is the leader's to load when it is elected.
+        let (snapshot, warning) = match loaded.config.coordination {
+            config::Coordination::File => persist::load(&state_file).map_err(StartError)?,
+            config::Coordination::Etcd { .. } => (persist::Snapshot::default(), None),
+        };
         if let Some(w) = warning {
             tracing::error!("{w}");
         }
@@ -393,6 +402,8 @@ impl Service {
             in_flight: AtomicU64::new(0),
             drained: Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
+            coordinator: std::sync::OnceLock::new(),
+            in_etcd: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -490,6 +501,14 @@ impl Service {
         while !self.stopping.load(Ordering::Acquire) {
             let now = now_ms();
             self.heartbeat.store(now, Ordering::Release);
+            // On etcd, only the leader ticks.
+            if !self.may_act() {
+                tokio::select! {
+                    () = tokio::time::sleep(SCHEDULER_PERIOD) => {}
+                    () = self.wake.notified() => {}
+                }
+                continue;
+            }
             // Only the due slots are cloned out of the map: a pass over 10,000 policies
             // that are not due is a scan of atomics under a read lock.
             let due: Vec<Arc<Slot>> = self
@@ -914,6 +933,17 @@ impl Service {
                     failure: None,
                 });
                 undo(slot, before_last_event, before_windows);
+            } else if actuator.is_some() && !self.may_act() {
+                // Written, but the lease may have run out since: another instance may
+                // lead now and decide for itself.
+                tracing::error!(policy = %policy.name, "decision not applied: this instance no longer leads");
+                applied = Some(api::Applied {
+                    status: "not_applied",
+                    attempts: None,
+                    message: "not applied: this instance no longer leads".into(),
+                    failure: None,
+                });
+                undo(slot, before_last_event, before_windows);
             } else if let Some(actuator) = &actuator {
                 let request = Request {
                     id: format!("{}@{}", policy.name, now.timestamp_millis()),
@@ -1239,14 +1269,20 @@ impl Service {
 
     async fn write_now(&self, generation: u64) {
         let snapshot = self.snapshot();
-        let path = self.state_file.clone();
-        let result = tokio::task::spawn_blocking(move || persist::save(&path, &snapshot)).await;
-        let ok = matches!(result, Ok(Ok(())));
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
+        let error = match self.coordinator.get() {
+            Some(coordinator) => self.write_etcd(coordinator, &snapshot).await.err(),
+            None => {
+                let path = self.state_file.clone();
+                let result =
+                    tokio::task::spawn_blocking(move || persist::save(&path, &snapshot)).await;
+                match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
         };
+        let ok = error.is_none();
         if let Ok(mut slot) = self.state_error.lock() {
             match (&error, slot.is_some()) {
                 (Some(e), false) => {
@@ -1272,6 +1308,71 @@ impl Service {
         self.written.send_modify(|w| *w = (*w).max(generation));
     }
 
+    /// The policies whose state changed since it was last written to etcd, written there
+    /// (fenced by the leader's term).
+    async fn write_etcd(
+        &self,
+        coordinator: &coordination::Coordinator,
+        snapshot: &Snapshot,
+    ) -> Result<(), String> {
+        if !coordinator.leads() {
+            // Nothing of a follower's is written; nothing it decides is applied either.
+            return Err("this instance does not lead".into());
+        }
+        let changed: Vec<(String, Vec<u8>)> = {
+            let written = self.in_etcd.lock().map_err(|e| e.to_string())?;
+            snapshot
+                .policies
+                .iter()
+                .filter_map(|(name, state)| {
+                    let bytes = serde_json::to_vec(state).ok()?;
+                    (written.get(name) != Some(&bytes)).then(|| (name.clone(), bytes))
+                })
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        coordinator.save(&changed).await?;
+        if let Ok(mut written) = self.in_etcd.lock() {
+            written.extend(changed);
+        }
+        Ok(())
+    }
+
+    /// Whether this instance may tick and call actuators: always with the state file;
+    /// on etcd, while it leads.
+    pub fn may_act(&self) -> bool {
+        self.coordinator.get().is_none_or(|c| c.leads())
+    }
+
+    /// Newly elected: take every policy's state as the last leader left it in etcd,
+    /// before the first tick.
+    pub async fn adopt(&self, coordinator: &coordination::Coordinator) -> Result<(), String> {
+        let mut states = coordinator.load().await?;
+        let written: HashMap<String, Vec<u8>> = states
+            .iter()
+            .filter_map(|(name, state)| Some((name.clone(), serde_json::to_vec(state).ok()?)))
+            .collect();
+        for slot in self.all_slots() {
+            let mut run = slot.run.lock().await;
+            let state = states.remove(&slot.name).unwrap_or_default();
+            run.needs_history = true;
+            run.restored_tick = state.ticked_at;
+            run.schedules = Schedules::new();
+            slot.state(|p| *p = state);
+            slot.next_due.store(now_ms(), Ordering::Release);
+        }
+        if let Ok(mut restored) = self.restored.lock() {
+            *restored = states;
+        }
+        if let Ok(mut in_etcd) = self.in_etcd.lock() {
+            *in_etcd = written;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// The final write at shutdown.
     pub async fn persist_final(&self) {
         let generation = self.dirty.fetch_add(1, Ordering::AcqRel) + 1;
@@ -1290,6 +1391,46 @@ impl Service {
 /// tick. Returns the process exit code.
 pub async fn run(loaded: Loaded) -> Result<(), StartError> {
     let service = Service::new(loaded)?;
+    let stopping_flag = Arc::new(AtomicBool::new(false));
+    let campaign = match service.loaded.config.coordination.etcd() {
+        None => None,
+        Some(etcd) => {
+            let password = match &etcd.password_file {
+                Some(path) => Some(
+                    crate::input::read_text(
+                        &service.loaded.resolve(path),
+                        crate::input::caps::SECRET,
+                    )
+                    .map_err(|e| {
+                        StartError(format!(
+                            "coordination: cannot read the etcd password file: {e}"
+                        ))
+                    })?
+                    .trim_end()
+                    .to_string(),
+                ),
+                None => None,
+            };
+            let coordinator = Arc::new(
+                coordination::Coordinator::connect(&etcd, password)
+                    .await
+                    .map_err(StartError)?,
+            );
+            let _ = service.coordinator.set(coordinator.clone());
+            let elected = service.clone();
+            let flag = stopping_flag.clone();
+            Some(tokio::spawn(async move {
+                let c = coordinator.clone();
+                coordinator
+                    .campaign(flag, move || {
+                        let service = elected.clone();
+                        let c = c.clone();
+                        async move { service.adopt(&c).await }
+                    })
+                    .await;
+            }))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&service.loaded.config.listen)
         .await
         .map_err(|e| {
@@ -1338,8 +1479,24 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
         );
     }
     writer.abort();
-    service.persist_final().await;
-    tracing::info!("stopped; state written to {}", service.state_file.display());
+    match service.coordinator.get() {
+        Some(coordinator) => {
+            // The last write, while the lease is still kept alive; then the lease goes.
+            if coordinator.leads() {
+                service.persist_final().await;
+            }
+            stopping_flag.store(true, Ordering::Release);
+            if let Some(campaign) = campaign {
+                campaign.abort();
+            }
+            coordinator.resign().await;
+            tracing::info!("stopped");
+        }
+        None => {
+            service.persist_final().await;
+            tracing::info!("stopped; state written to {}", service.state_file.display());
+        }
+    }
     Ok(())
 }
 
