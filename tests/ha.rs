@@ -347,11 +347,17 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
         "POST",
         follower.port,
         "/v1/policies/ramp/override",
-        &[("Authorization", "Bearer secret"), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", "Bearer secret"),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"replicas": 3}"#,
     );
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains(&format!("to the leader ({},", ids[leader])), "{body}");
+    assert!(
+        body.contains(&format!("to the leader ({},", ids[leader])),
+        "{body}"
+    );
 
     // Two of three members stop: no quorum. Within one TTL, no more actuation.
     cluster.members[1].stop();

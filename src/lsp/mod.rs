@@ -40,7 +40,7 @@ use crate::diagnostic::{Code, Diagnostic, Severity, Span};
 use crate::input::{self, caps};
 use crate::model;
 use crate::serve::{config, policies};
-use crate::syntax::{self, format};
+use crate::syntax::{self, ast, format};
 use analysis::{Index, Names};
 use text::{Encoding, Lines, path_of, uri_of};
 
@@ -67,6 +67,8 @@ pub struct Settings {
 struct Doc {
     text: String,
     version: i32,
+    /// The text's syntax tree, parsed once per version, when a request first needs it.
+    tree: std::cell::OnceCell<ast::File>,
     /// Each policy of the text that passed `check`, by name (for schedule hovers and
     /// simulation), as of the last check.
     checked: HashMap<String, model::Policy>,
@@ -209,6 +211,22 @@ fn capabilities(encoding: Encoding) -> ServerCapabilities {
     }
 }
 
+struct Parsed<'a> {
+    doc: &'a Doc,
+    lines: Lines<'a>,
+    tree: &'a ast::File,
+}
+
+/// The `metric` or `let` name a rename starts from.
+fn renamable<'a>(index: &'a Index<'_>, offset: usize) -> Result<(usize, &'a str), Failed> {
+    index.name_at(offset).ok_or_else(|| {
+        Failed(
+            ErrorCode::RequestFailed,
+            "only a `metric` or `let` name can be renamed".into(),
+        )
+    })
+}
+
 /// A request's failure, answered as a JSON-RPC error.
 struct Failed(ErrorCode, String);
 
@@ -301,6 +319,7 @@ impl Server {
                 let doc = Doc {
                     text: p.text_document.text,
                     version: p.text_document.version,
+                    tree: std::cell::OnceCell::new(),
                     checked: HashMap::new(),
                 };
                 self.dirty.insert(p.text_document.uri.clone());
@@ -327,6 +346,7 @@ impl Server {
                     }
                 }
                 doc.version = p.text_document.version;
+                doc.tree = std::cell::OnceCell::new();
                 self.dirty.insert(p.text_document.uri);
             }
             DidCloseTextDocument::METHOD => {
@@ -357,14 +377,12 @@ impl Server {
                 let p: lsp_types::HoverParams = params(p)?;
                 let at = p.text_document_position_params;
                 self.fresh(&at.text_document.uri);
-                let doc = self.doc(&at.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
+                let Parsed { doc, lines, tree } = self.parsed(&at.text_document.uri)?;
                 let reference = self.reference();
                 let checked = |name: &str| doc.checked.get(name).cloned();
                 let found = analysis::hover(
                     &doc.text,
-                    &tree,
+                    tree,
                     lines.offset(at.position),
                     &checked,
                     Utc::now(),
@@ -404,10 +422,8 @@ impl Server {
             GotoDefinition::METHOD => {
                 let p: lsp_types::GotoDefinitionParams = params(p)?;
                 let at = p.text_document_position_params;
-                let doc = self.doc(&at.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
-                let index = Index::new(&tree);
+                let Parsed { lines, tree, .. } = self.parsed(&at.text_document.uri)?;
+                let index = Index::new(tree);
                 let found = index
                     .name_at(lines.offset(at.position))
                     .and_then(|(policy, name)| index.definition(policy, name))
@@ -422,10 +438,8 @@ impl Server {
             References::METHOD => {
                 let p: lsp_types::ReferenceParams = params(p)?;
                 let at = p.text_document_position;
-                let doc = self.doc(&at.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
-                let index = Index::new(&tree);
+                let Parsed { lines, tree, .. } = self.parsed(&at.text_document.uri)?;
+                let index = Index::new(tree);
                 let found: Option<Vec<Location>> =
                     index
                         .name_at(lines.offset(at.position))
@@ -442,26 +456,17 @@ impl Server {
             }
             DocumentSymbolRequest::METHOD => {
                 let p: lsp_types::DocumentSymbolParams = params(p)?;
-                let doc = self.doc(&p.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
+                let Parsed { lines, tree, .. } = self.parsed(&p.text_document.uri)?;
                 to_value(DocumentSymbolResponse::Nested(analysis::symbols(
-                    &tree, &lines,
+                    tree, &lines,
                 )))
             }
             PrepareRenameRequest::METHOD => {
                 let p: lsp_types::TextDocumentPositionParams = params(p)?;
-                let doc = self.doc(&p.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
-                let index = Index::new(&tree);
+                let Parsed { lines, tree, .. } = self.parsed(&p.text_document.uri)?;
+                let index = Index::new(tree);
                 let offset = lines.offset(p.position);
-                let Some((policy, name)) = index.name_at(offset) else {
-                    return Err(Failed(
-                        ErrorCode::RequestFailed,
-                        "only a `metric` or `let` name can be renamed".into(),
-                    ));
-                };
+                let (policy, name) = renamable(&index, offset)?;
                 let span = index
                     .occurrences(policy, name, true)
                     .into_iter()
@@ -472,16 +477,9 @@ impl Server {
             Rename::METHOD => {
                 let p: lsp_types::RenameParams = params(p)?;
                 let at = p.text_document_position;
-                let doc = self.doc(&at.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
-                let index = Index::new(&tree);
-                let Some((policy, name)) = index.name_at(lines.offset(at.position)) else {
-                    return Err(Failed(
-                        ErrorCode::RequestFailed,
-                        "only a `metric` or `let` name can be renamed".into(),
-                    ));
-                };
+                let Parsed { lines, tree, .. } = self.parsed(&at.text_document.uri)?;
+                let index = Index::new(tree);
+                let (policy, name) = renamable(&index, lines.offset(at.position))?;
                 if let Some(problem) = analysis::rename_problem(&index, policy, name, &p.new_name) {
                     return Err(Failed(ErrorCode::RequestFailed, problem));
                 }
@@ -509,12 +507,10 @@ impl Server {
             }
             RangeFormatting::METHOD => {
                 let p: lsp_types::DocumentRangeFormattingParams = params(p)?;
-                let doc = self.doc(&p.text_document.uri)?;
-                let lines = Lines::new(&doc.text, self.encoding);
-                let (tree, _) = syntax::parse(&doc.text, 0);
+                let Parsed { doc, lines, tree } = self.parsed(&p.text_document.uri)?;
                 to_value(analysis::format_policies(
                     &doc.text,
-                    &tree,
+                    tree,
                     lines.span(p.range),
                     &lines,
                 ))
@@ -541,6 +537,16 @@ impl Server {
                 format!("policyctl lsp does not answer `{method}`"),
             )),
         }
+    }
+
+    /// An open document with its lines and syntax tree.
+    fn parsed(&self, uri: &Uri) -> Result<Parsed<'_>, Failed> {
+        let doc = self.doc(uri)?;
+        Ok(Parsed {
+            doc,
+            lines: Lines::new(&doc.text, self.encoding),
+            tree: doc.tree.get_or_init(|| syntax::parse(&doc.text, 0).0),
+        })
     }
 
     fn doc(&self, uri: &Uri) -> Result<&Doc, Failed> {
@@ -748,13 +754,11 @@ impl Server {
     }
 
     fn lenses(&self, uri: &Uri) -> Result<Vec<CodeLens>, Failed> {
-        let doc = self.doc(uri)?;
+        let Parsed { lines, tree, .. } = self.parsed(uri)?;
         let Some(file) = path_of(uri) else {
             return Ok(Vec::new());
         };
-        let lines = Lines::new(&doc.text, self.encoding);
-        let (tree, _) = syntax::parse(&doc.text, 0);
-        let index = Index::new(&tree);
+        let index = Index::new(tree);
         Ok(index
             .policies
             .iter()
@@ -922,23 +926,15 @@ fn read_config(path: &Path) -> Config {
         base,
     };
     let problems = config::validate(&loaded, 0);
+    let options = policies::options(&loaded);
+    let known = options.known.clone().unwrap_or_default();
     let names = Names {
-        actuators: loaded
-            .config
-            .actuators
-            .iter()
-            .map(|a| a.name.clone())
-            .collect(),
-        sources: loaded
-            .config
-            .sources
-            .iter()
-            .map(|s| s.name.clone())
-            .collect(),
+        actuators: known.actuators,
+        sources: known.sources.into_iter().map(|(name, _)| name).collect(),
     };
     Config {
         path: Some(path.to_path_buf()),
-        options: policies::options(&loaded),
+        options,
         names,
         policy_paths: loaded.policy_paths(),
         problems,
