@@ -120,6 +120,18 @@ async fn serve(service: Arc<Service>, listener: std::net::TcpListener) {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let (id, coordination, leads) = match service.coordinator.get() {
+        Some(c) => (c.id.clone(), "etcd", c.leads()),
+        None => (crate::serve::coordination::default_id(), "file", true),
+    };
+    service
+        .metrics
+        .leader
+        .get_or_create(&crate::serve::metrics::ByInstance {
+            id,
+            coordination: coordination.into(),
+        })
+        .set(i64::from(leads));
     (
         [(
             header::CONTENT_TYPE,

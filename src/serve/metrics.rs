@@ -57,6 +57,12 @@ pub struct ByFile {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ByInstance {
+    pub id: String,
+    pub coordination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ByActuator {
     pub actuator: String,
 }
@@ -89,6 +95,8 @@ pub struct Metrics {
     pub shadow_desired: Family<ByPolicy, Gauge>,
     pub shadow_other_desired: Family<ByPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub shadow_divergence: Family<ByPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// 1 while this instance leads (ticks and actuates), else 0; set at each scrape.
+    pub leader: Family<ByInstance, Gauge>,
 }
 
 /// One policy's own series, as handles (each is a shared counter or gauge).
@@ -133,6 +141,7 @@ impl Metrics {
             file_errors: Family::default(),
             plugin_errors: Family::default(),
             policies: Gauge::default(),
+            leader: Family::default(),
             state_writes: Family::default(),
             engine_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             shadow_desired: Family::default(),
@@ -217,6 +226,11 @@ impl Metrics {
             m.plugin_errors.clone(),
         );
         registry.register("policies", "Policies loaded", m.policies.clone());
+        registry.register(
+            "leader",
+            "1 while this instance leads: ticks and calls actuators (docs/ha.md)",
+            m.leader.clone(),
+        );
         registry.register("state_writes", "State file writes", m.state_writes.clone());
         registry.register(
             "engine_seconds",
