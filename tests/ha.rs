@@ -413,3 +413,111 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
     assert_eq!(resumed["leader"], false, "{resumed}");
     check_witness(&decisions(&dir));
 }
+
+/// TLS to etcd: a member that serves `https://` and asks for client certificates
+/// (`--client-cert-auth`), all from a private CA made here. With the CA and a client
+/// certificate, an instance leads; without its client certificate, another never can.
+#[test]
+fn tls_to_an_etcd_that_asks_for_client_certificates() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+
+    let dir = support::scratch("ha-tls");
+    setup(&dir);
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "policyctl etcd test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let issue = |name: &str, sans: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    };
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    issue("server", vec!["127.0.0.1".into(), "localhost".into()]);
+    issue("client", vec!["policyctl".into()]);
+
+    let (client, peer) = (free_port(), free_port());
+    let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("etcd is not installed: `.ci/run` installs Debian's `etcd-server`");
+    let mut member = Command::new(etcd)
+        .args(["--name", "m0", "--data-dir"])
+        .arg(dir.join("etcd-tls"))
+        .args([
+            "--listen-client-urls",
+            &format!("https://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("https://127.0.0.1:{client}"),
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args(["--initial-cluster", &format!("m0=http://127.0.0.1:{peer}")])
+        .arg("--cert-file")
+        .arg(dir.join("server.pem"))
+        .arg("--key-file")
+        .arg(dir.join("server-key.pem"))
+        .arg("--trusted-ca-file")
+        .arg(dir.join("ca.pem"))
+        .arg("--client-cert-auth")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("etcd-tls.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let endpoints = format!("\"https://127.0.0.1:{client}\"");
+    let with_tls = |id: &str, port: u16, tls: &str| {
+        let path = config(&dir, id, port, &endpoints);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            &format!("id: Some(\"{id}\"))"),
+            &format!("id: Some(\"{id}\"), tls: Some({tls}))"),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let a = Serve::start(
+        &with_tls(
+            "a",
+            pa,
+            r#"(ca_file: "ca.pem", cert_file: Some("client.pem"), key_file: Some("client-key.pem"))"#,
+        ),
+        pa,
+    );
+    let b = Serve::start(&with_tls("b", pb, r#"(ca_file: "ca.pem")"#), pb);
+    let leads = wait_until(30, || status(&a)["leader"] == true);
+    let _ = member.kill();
+    let _ = member.wait();
+    assert!(
+        leads,
+        "the instance with a client certificate did not lead: {}\n{}",
+        status(&a),
+        a.logs()
+    );
+    let st = status(&b);
+    assert_eq!(st["leader"], false, "{st}");
+    assert_ne!(
+        st["leader_id"], "a",
+        "b reached etcd without a client certificate: {st}"
+    );
+}

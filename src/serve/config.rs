@@ -105,7 +105,21 @@ pub enum Coordination {
         user: Option<String>,
         #[serde(default)]
         password_file: Option<PathBuf>,
+        #[serde(default)]
+        tls: Option<EtcdTls>,
     },
+}
+
+/// TLS to etcd (`https://` endpoints): the CA that signed the members' certificates,
+/// and a client certificate when the members ask for one (`--client-cert-auth`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    pub ca_file: PathBuf,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Coordination {
@@ -120,6 +134,7 @@ impl Coordination {
                 id,
                 user,
                 password_file,
+                tls,
             } => Some(EtcdConfig {
                 endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
@@ -127,6 +142,7 @@ impl Coordination {
                 id: id.clone(),
                 user: user.clone(),
                 password_file: password_file.clone(),
+                tls: tls.clone(),
             }),
         }
     }
@@ -146,6 +162,7 @@ pub struct EtcdConfig {
     /// etcd authentication: a user, with the password in a file.
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
+    pub tls: Option<EtcdTls>,
 }
 
 fn default_prefix() -> String {
@@ -416,6 +433,22 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                 ),
                 "a dead leader is replaced within about one lease; 10 is a good start",
             ));
+        }
+        if let Some(tls) = &etcd.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                out.push(invalid(
+                    "cert_file",
+                    "coordination: `cert_file` and `key_file` go together".into(),
+                    "give both (a client certificate and its key), or neither",
+                ));
+            }
+            if etcd.endpoints.iter().any(|e| !e.starts_with("https://")) {
+                out.push(invalid(
+                    "tls",
+                    "coordination: with `tls`, every endpoint is `https://`".into(),
+                    "write the members' URLs as https://HOST:PORT",
+                ));
+            }
         }
         if etcd.user.is_some() != etcd.password_file.is_some() {
             out.push(invalid(

@@ -56,6 +56,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The TLS settings of `coordination: Etcd(tls: …)`, with their files read (paths
+/// resolved by `resolve`).
+pub fn tls_options(
+    tls: &super::config::EtcdTls,
+    resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
+) -> Result<etcd_client::TlsOptions, String> {
+    let read = |path: &std::path::Path| {
+        let path = resolve(path);
+        crate::input::read_text(&path, crate::input::caps::SECRET)
+            .map_err(|e| format!("coordination: cannot read `{}`: {e}", path.display()))
+    };
+    let mut options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?));
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
+}
+
 /// The instance id when the configuration names none: host name and process id.
 pub fn default_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -70,6 +89,7 @@ impl Coordinator {
     pub async fn connect(
         config: &EtcdConfig,
         password: Option<String>,
+        tls: Option<etcd_client::TlsOptions>,
     ) -> Result<Coordinator, String> {
         let ttl = Duration::from_secs(config.lease_ttl_s.max(2));
         let mut options = ConnectOptions::new()
@@ -78,6 +98,9 @@ impl Coordinator {
             .with_keep_alive(ttl / 3, ttl / 3);
         if let (Some(user), Some(password)) = (&config.user, password) {
             options = options.with_user(user.clone(), password);
+        }
+        if let Some(tls) = tls {
+            options = options.with_tls(tls);
         }
         let client = Client::connect(&config.endpoints, Some(options))
             .await

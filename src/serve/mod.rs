@@ -1411,8 +1411,15 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
                 ),
                 None => None,
             };
+            let tls = match &etcd.tls {
+                Some(tls) => Some(
+                    coordination::tls_options(tls, |p| service.loaded.resolve(p))
+                        .map_err(StartError)?,
+                ),
+                None => None,
+            };
             let coordinator = Arc::new(
-                coordination::Coordinator::connect(&etcd, password)
+                coordination::Coordinator::connect(&etcd, password, tls)
                     .await
                     .map_err(StartError)?,
             );
