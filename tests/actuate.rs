@@ -893,27 +893,10 @@ fn the_plugin_guide_works_as_written() {
 /// connection goes to the address the host vetted.
 #[test]
 fn https_trusts_the_ca_files_of_the_actuator_and_nothing_else_private() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
+    use rcgen::{CertificateParams, KeyPair};
     use std::sync::Arc;
 
-    let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut ca_params =
-        CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "policyctl test CA");
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let issuer = Issuer::new(ca_params, ca_key);
+    let (ca_cert, issuer) = support::private_ca("policyctl test CA");
     let server_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
     let server_cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .and_then(|p| p.signed_by(&server_key, &issuer))

@@ -419,25 +419,11 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
 /// certificate, an instance leads; without its client certificate, another never can.
 #[test]
 fn tls_to_an_etcd_that_asks_for_client_certificates() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
+    use rcgen::{CertificateParams, DnType, KeyPair};
 
     let dir = support::scratch("ha-tls");
     setup(&dir);
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "policyctl etcd test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
+    let (ca_cert, issuer) = support::private_ca("policyctl etcd test CA");
     let issue = |name: &str, sans: Vec<String>| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(sans).unwrap();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use policyctl::check::Source;
 use policyctl::diagnostic::{Code, Diagnostic, Span};
 use policyctl::input::{self, ReadError};
+use policyctl::serve::config;
 
 /// Policy files are small; a larger file is refused before parsing.
 pub const MAX_FILE_BYTES: u64 = input::caps::POLICY;
@@ -116,17 +117,13 @@ pub fn load(path: &Path, file: usize) -> Loaded {
 /// `policyctl.ron` in the current directory, else in the nearest parent folder of a
 /// checked path.
 pub fn discover_config(paths: &[PathBuf]) -> Option<PathBuf> {
-    const NAME: &str = "policyctl.ron";
-    let here = Path::new(NAME);
+    let here = Path::new(config::DISCOVERED_NAME);
     if here.is_file() {
         return Some(here.to_path_buf());
     }
     paths.iter().find_map(|path| {
         let path = std::fs::canonicalize(path).ok()?;
         let start = if path.is_dir() { &path } else { path.parent()? };
-        start
-            .ancestors()
-            .map(|dir| dir.join(NAME))
-            .find(|candidate| candidate.is_file())
+        config::nearest(start)
     })
 }

@@ -43,8 +43,8 @@ pub fn check_config(path: &Path) -> Result<ConfigCheck, String> {
 }
 
 fn check_text(path: String, text: String, base: PathBuf, plugins: bool) -> ConfigCheck {
-    let config = match config::parse(&text, 0) {
-        Ok(c) => c,
+    let (loaded, mut diagnostics) = match config::load(text.clone(), base) {
+        Ok(loaded) => loaded,
         Err(d) => {
             return ConfigCheck {
                 path,
@@ -56,12 +56,6 @@ fn check_text(path: String, text: String, base: PathBuf, plugins: bool) -> Confi
             };
         }
     };
-    let loaded = config::Loaded {
-        config,
-        text: text.clone(),
-        base,
-    };
-    let mut diagnostics = config::validate(&loaded, 0);
     if plugins {
         diagnostics.extend(check_plugins(&loaded));
     }

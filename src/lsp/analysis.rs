@@ -431,7 +431,8 @@ fn literal(q: &Node<Quantity>) -> String {
     }
 }
 
-fn markdown(value: String) -> MarkupContent {
+/// Words for a hover or a completion item's documentation.
+pub fn markdown(value: String) -> MarkupContent {
     MarkupContent {
         kind: MarkupKind::Markdown,
         value,
@@ -590,10 +591,6 @@ pub fn next_windows(policy: &model::Policy, schedule: &str, now: DateTime<Utc>) 
     out
 }
 
-pub fn hover_content(words: String) -> MarkupContent {
-    markdown(words)
-}
-
 // ---------------------------------------------------------------- completion
 
 /// What the configuration names, for completion.
@@ -621,6 +618,14 @@ fn snippet(label: &str, body: &str, detail: &str) -> CompletionItem {
         insert_text_format: Some(InsertTextFormat::SNIPPET),
         ..CompletionItem::default()
     }
+}
+
+/// Keyword items: (label, the keyword whose meaning describes it).
+fn keywords(items: &[(&str, &str)]) -> Vec<CompletionItem> {
+    items
+        .iter()
+        .map(|(label, kw)| item(label, CompletionItemKind::KEYWORD, keyword_detail(kw)))
+        .collect()
 }
 
 fn keyword_detail(word: &str) -> &'static str {
@@ -758,32 +763,20 @@ pub fn complete(text: &str, offset: usize, names: &Names) -> Vec<CompletionItem>
                 .collect();
         }
         ("stabilize" | "cooldown" | "limit", "stabilize" | "cooldown" | "limit") => {
-            return ["up", "down"]
-                .iter()
-                .map(|d| item(d, CompletionItemKind::KEYWORD, keyword_detail(d)))
-                .collect();
+            return keywords(&[("up", "up"), ("down", "down")]);
         }
         ("limit", "up" | "down") => {
-            return [
+            return keywords(&[
                 ("select min", "select"),
                 ("select max", "select"),
                 ("disabled", "disabled"),
-            ]
-            .iter()
-            .map(|(label, kw)| item(label, CompletionItemKind::KEYWORD, keyword_detail(kw)))
-            .collect();
+            ]);
         }
         ("on", "on") if depth(text, &regions, offset) == 1 => {
-            return ["missing hold", "missing scale to"]
-                .iter()
-                .map(|l| item(l, CompletionItemKind::KEYWORD, keyword_detail("missing")))
-                .collect();
+            return keywords(&[("missing hold", "missing"), ("missing scale to", "missing")]);
         }
         (_, "scale") => {
-            return [("up by", "up"), ("down by", "down"), ("to", "to")]
-                .iter()
-                .map(|(label, kw)| item(label, CompletionItemKind::KEYWORD, keyword_detail(kw)))
-                .collect();
+            return keywords(&[("up by", "up"), ("down by", "down"), ("to", "to")]);
         }
         _ => {}
     }

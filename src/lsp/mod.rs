@@ -389,7 +389,7 @@ impl Server {
                     reference.as_deref(),
                 );
                 to_value(found.map(|(words, span)| Hover {
-                    contents: HoverContents::Markup(analysis::hover_content(words)),
+                    contents: HoverContents::Markup(analysis::markdown(words)),
                     range: Some(lines.range(span)),
                 }))
             }
@@ -575,11 +575,7 @@ impl Server {
     /// The configuration `check` would use for a document, read again when it changes.
     fn config_for(&mut self, uri: &Uri) -> Config {
         let dir = path_of(uri).and_then(|p| p.parent().map(Path::to_path_buf));
-        let found = dir.as_ref().and_then(|dir| {
-            dir.ancestors()
-                .map(|d| d.join("policyctl.ron"))
-                .find(|candidate| candidate.is_file())
-        });
+        let found = dir.as_deref().and_then(config::nearest);
         let Some(path) = found else {
             let mut options = Options::at(Utc::now());
             options.conventional_sources = true;
@@ -623,7 +619,7 @@ impl Server {
     }
 
     /// Check a document with the files loaded beside it; publish for every open one of
-    /// them. Returns what was published.
+    /// them.
     fn check(&mut self, uri: &Uri) -> Result<(), String> {
         let Some(doc) = self.docs.get(uri) else {
             return Ok(());
@@ -916,16 +912,10 @@ fn read_config(path: &Path) -> Config {
             return fallback(vec![d], String::new());
         }
     };
-    let parsed = match config::parse(&text, 0) {
-        Ok(parsed) => parsed,
+    let (loaded, problems) = match config::load(text.clone(), base) {
+        Ok(loaded) => loaded,
         Err(d) => return fallback(vec![d], text),
     };
-    let loaded = config::Loaded {
-        config: parsed,
-        text: text.clone(),
-        base,
-    };
-    let problems = config::validate(&loaded, 0);
     let options = policies::options(&loaded);
     let known = options.known.clone().unwrap_or_default();
     let names = Names {

@@ -148,6 +148,16 @@ impl Coordination {
     }
 }
 
+/// The file name `check` (and the language server) look for beside policies.
+pub const DISCOVERED_NAME: &str = "policyctl.ron";
+
+/// The `policyctl.ron` in `dir` or the nearest folder above it.
+pub fn nearest(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join(DISCOVERED_NAME))
+        .find(|candidate| candidate.is_file())
+}
+
 /// `coordination: Etcd(…)`'s fields.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -403,6 +413,15 @@ pub fn parse(text: &str, file: usize) -> Result<ServiceConfig, Diagnostic> {
             .label("here")
             .help("see docs/serve.md for every field of the service configuration")
         })
+}
+
+/// Parse a configuration and make the checks that need no plugin and no network: the
+/// configuration and its problems, or why it does not parse.
+pub fn load(text: String, base: PathBuf) -> Result<(Loaded, Vec<Diagnostic>), Diagnostic> {
+    let config = parse(&text, 0)?;
+    let loaded = Loaded { config, text, base };
+    let problems = validate(&loaded, 0);
+    Ok((loaded, problems))
 }
 
 /// Checks that need no plugin and no network: unique names, addresses and URLs that

@@ -533,3 +533,22 @@ pub fn backfilled(dir: &Path, openmetrics: &str) -> Prometheus {
     assert!(status.is_ok_and(|s| s.success()), "promtool failed");
     Prometheus::start(&prom_dir, None)
 }
+
+/// A private certificate authority for TLS tests (rcgen): its certificate, and the
+/// issuer that signs leaf certificates with it.
+pub fn private_ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+    (cert, Issuer::new(params, key))
+}
