@@ -57,13 +57,18 @@ fn get(serve: &Serve, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
-/// Read the event stream until `wanted` appears, at most `secs` seconds.
-fn stream_until(port: u16, wanted: &str, secs: u64) -> String {
+/// Read the event stream until `wanted` appears, at most `secs` seconds; after the
+/// event `last` when given, as a reconnecting `EventSource` asks.
+fn stream_until(port: u16, last: Option<&str>, wanted: &str, secs: u64) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    s.write_all(b"GET /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n")
-        .unwrap();
+    let last = last.map_or(String::new(), |id| format!("last-event-id: {id}\r\n"));
+    s.write_all(
+        format!("GET /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n{last}\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut seen = Vec::new();
     let mut buf = [0u8; 8192];
@@ -304,7 +309,7 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     );
 
     // The event stream carries ticks as they happen.
-    let events = stream_until(port, "event: tick", 10);
+    let events = stream_until(port, None, "event: tick", 10);
     assert!(events.contains("text/event-stream"), "{events}");
     let data = events
         .lines()
@@ -313,6 +318,28 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
         .unwrap_or_else(|| panic!("{events}"));
     let tick: Value = serde_json::from_str(data).unwrap();
     assert!(tick["tick"]["at"].is_string(), "{tick}");
+
+    // A client that reconnects with the id of the last event it saw gets the events
+    // of the ticks it missed meanwhile, starting right after that one.
+    let ids = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|id| id.parse().unwrap())
+            .collect()
+    };
+    let seen = *ids(&events).last().unwrap_or_else(|| panic!("no id: {events}"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = stream_until(port, Some(&seen.to_string()), &format!("id: {}", seen + 2), 10);
+    let replayed = ids(&again);
+    assert_eq!(replayed.first(), Some(&(seen + 1)), "{again}");
+    assert!(
+        replayed.len() >= 2 && replayed.windows(2).all(|w| w[1] == w[0] + 1),
+        "ticks of the 2.5 s away, in order, none twice: {again}"
+    );
+    assert!(!again.contains("event: lagged"), "{again}");
+    // An id from before this process: whatever is kept, and a `lagged` of unknown size.
+    let old = stream_until(port, Some("1"), "event: tick", 10);
+    assert!(old.contains("event: lagged\ndata: {\"missed\":null}"), "{old}");
 
     // Missing data is logged when it starts, not at every tick.
     let logs = serve.logs();

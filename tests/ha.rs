@@ -8,13 +8,14 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
 
+use support::etcd::Cluster;
 use support::{Serve, free_port, http, wait_until};
 
 /// The leader's lease, and the policy's `every`: a follower takes over within
@@ -22,124 +23,13 @@ use support::{Serve, free_port, http, wait_until};
 const TTL: u64 = 2;
 const COOLDOWN_MS: i64 = 3000;
 
-struct Member {
-    name: String,
-    client: u16,
-    peer: u16,
-    dir: PathBuf,
-    cluster: String,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn start(&mut self) {
-        let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("etcd is not installed: `.ci/run` installs Debian's `etcd-server`");
-        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
-        let child = Command::new(etcd)
-            .args(["--name", &self.name, "--data-dir"])
-            .arg(&self.dir)
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", self.client),
-            ])
-            .args([
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", self.client),
-            ])
-            .args([
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{}", self.peer),
-            ])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{}", self.peer),
-            ])
-            .args([
-                "--initial-cluster",
-                &self.cluster,
-                "--initial-cluster-state",
-                "new",
-            ])
-            .args(["--initial-cluster-token", "policyctl-test"])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-struct Cluster {
-    members: Vec<Member>,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let cluster = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members: Vec<Member> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (client, peer))| Member {
-                name: format!("m{i}"),
-                client: *client,
-                peer: *peer,
-                dir: dir.join(format!("etcd-m{i}")),
-                cluster: cluster.clone(),
-                child: None,
-            })
-            .collect();
-        for m in &mut members {
-            m.start();
-        }
-        let c = Cluster { members };
-        assert!(
-            wait_until(30, || c.healthy()),
-            "etcd did not become healthy"
-        );
-        c
-    }
-
-    fn healthy(&self) -> bool {
-        self.members.iter().any(|m| {
-            let (code, body) = http("GET", m.client, "/health", &[], "");
-            code == 200 && body.contains("\"true\"")
-        })
-    }
-
-    fn endpoints(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| format!("\"http://127.0.0.1:{}\"", m.client))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// One `serve` instance's configuration: the shared policies and record log.
 fn config(dir: &Path, id: &str, port: u16, endpoints: &str) -> PathBuf {
+    config_with(dir, id, port, endpoints, "")
+}
+
+/// The same, with more coordination settings (`, shards: 3`).
+fn config_with(dir: &Path, id: &str, port: u16, endpoints: &str, more: &str) -> PathBuf {
     let (wasm, _) = support::plugins();
     let path = dir.join(format!("serve-{id}.ron"));
     support::write(
@@ -151,7 +41,7 @@ fn config(dir: &Path, id: &str, port: u16, endpoints: &str) -> PathBuf {
     policies: ["policies"],
     listen: "127.0.0.1:{port}",
     override_token: "secret",
-    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-test/", lease_ttl_s: {TTL}, id: Some("{id}")),
+    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-test/", lease_ttl_s: {TTL}, id: Some("{id}"){more}),
 )"#,
             wasm.join("policyctl_record.wasm").display()
         ),
@@ -180,6 +70,24 @@ fn setup(dir: &Path) {
 }
 "#,
     );
+}
+
+/// A policy that ramps from 1 to `top`, one step per decision, one decision per 3 s.
+fn ramp(name: &str, top: u32) -> String {
+    format!(
+        "policy \"{name}\" {{\n  target audit \"{name}\"\n  replicas 1..{top}\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  limit up 1 per 3s\n  cooldown up 3s\n  stabilize down 0s\n}}\n"
+    )
+}
+
+/// The shard of a policy, as docs/ha.md defines it: FNV-1a of its name, modulo the
+/// shard count.
+fn shard_of(name: &str, shards: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash % shards
 }
 
 /// Every line of the record log.
@@ -217,6 +125,14 @@ fn check_witness(log: &[Value]) {
         }
         last = Some((at, to));
     }
+}
+
+/// The record log of one policy.
+fn decisions_of(log: &[Value], policy: &str) -> Vec<Value> {
+    log.iter()
+        .filter(|l| l["policy"] == policy)
+        .cloned()
+        .collect()
 }
 
 fn status(serve: &Serve) -> Value {
@@ -340,7 +256,8 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
         .collect();
     assert!(wait_until(20, || leader_of(&instances).is_some()));
     assert!(wait_until(20, || decisions(&dir).len() >= 2));
-    // A follower refuses an override (it would never reach the state), naming the leader.
+    // A follower forwards overrides to the leader (tests below); one that was already
+    // forwarded it refuses (no second hop), naming the leader.
     let leader = leader_of(&instances).unwrap();
     let follower = instances[1 - leader].as_ref().unwrap();
     let (code, body) = http(
@@ -350,12 +267,13 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
         &[
             ("Authorization", "Bearer secret"),
             ("Content-Type", "application/json"),
+            ("x-policyctl-forwarded-by", "elsewhere"),
         ],
         r#"{"replicas": 3}"#,
     );
     assert_eq!(code, 503, "{body}");
     assert!(
-        body.contains(&format!("to the leader ({},", ids[leader])),
+        body.contains(&format!("to its leader ({},", ids[leader])),
         "{body}"
     );
 
@@ -506,4 +424,186 @@ fn tls_to_an_etcd_that_asks_for_client_certificates() {
         st["leader_id"], "a",
         "b reached etcd without a client certificate: {st}"
     );
+}
+
+/// Sharding: 3 instances share 3 shards of 6 policies, one shard each. One is killed:
+/// its shard goes to another within TTL + `every`, its policies go on from the state it
+/// left, and nothing is applied twice. It comes back: a shard is handed back to it
+/// (state written first), and still nothing is applied twice.
+#[test]
+fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
+    const SHARDS: u64 = 3;
+    let dir = support::scratch("ha-shards");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    support::write(
+        &dir.join("load.csv"),
+        &support::per_second_trace("load", 60, |_| "14".into()),
+    );
+    let names: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+    for name in &names {
+        support::write(&dir.join(format!("policies/{name}.scale")), &ramp(name, 14));
+    }
+    // Every shard has a policy, so every shard's move shows in the log.
+    for shard in 0..SHARDS {
+        assert!(
+            names.iter().any(|n| shard_of(n, SHARDS) == shard),
+            "no policy in shard {shard}"
+        );
+    }
+    let cluster = Cluster::start(&dir);
+    let ids = ["a", "b", "c"];
+    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let configs: Vec<PathBuf> = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, port)| config_with(&dir, id, *port, &cluster.endpoints(), ", shards: 3"))
+        .collect();
+    let mut instances: Vec<Option<Serve>> = configs
+        .iter()
+        .zip(&ports)
+        .map(|(c, p)| Some(Serve::start(c, *p)))
+        .collect();
+    let owned = |instances: &[Option<Serve>]| -> Vec<Vec<u64>> {
+        instances
+            .iter()
+            .map(|s| {
+                s.as_ref().map_or(Vec::new(), |s| {
+                    status(s)["shards"]["owned"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                        .unwrap_or_default()
+                })
+            })
+            .collect()
+    };
+    let one_each = |instances: &[Option<Serve>]| {
+        let o = owned(instances);
+        let mut all: Vec<u64> = o.concat();
+        all.sort();
+        o.iter().all(|s| s.len() == 1) && all == vec![0, 1, 2]
+    };
+    assert!(
+        wait_until(30, || one_each(&instances)),
+        "the shards were not spread one per instance: {:?}",
+        owned(&instances)
+    );
+    let st = status(instances[0].as_ref().unwrap());
+    assert_eq!(st["shards"]["count"], 3, "{st}");
+    assert_eq!(st["members"], serde_json::json!(["a", "b", "c"]), "{st}");
+    assert_eq!(st["leader"], true, "{st}");
+    // Every policy decides, each on the instance that leads its shard.
+    assert!(
+        wait_until(30, || names
+            .iter()
+            .all(|n| !decisions_of(&decisions(&dir), n).is_empty())),
+        "not every policy decided: {:#?}",
+        decisions(&dir)
+    );
+    // Each policy ticks on the instance that leads its shard, and only there.
+    let owners = owned(&instances);
+    let last_ticks = |instances: &[Option<Serve>]| -> Vec<Vec<Value>> {
+        instances
+            .iter()
+            .map(|s| {
+                names
+                    .iter()
+                    .map(|n| get_json(s.as_ref().unwrap(), &format!("/v1/policies/{n}"))["last"]["at"].clone())
+                    .collect()
+            })
+            .collect()
+    };
+    let before = last_ticks(&instances);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = last_ticks(&instances);
+    for (i, id) in ids.iter().enumerate() {
+        for (p, name) in names.iter().enumerate() {
+            let ticked = before[i][p] != after[i][p];
+            let shard = shard_of(name, SHARDS);
+            assert_eq!(
+                ticked,
+                owners[i].contains(&shard),
+                "{id} and {name} (shard {shard}): owners {owners:?}, last ticks {before:?} then {after:?}"
+            );
+        }
+    }
+
+    // Kill one: its shard moves to another instance within TTL + every (+ a pause).
+    let victim = 1;
+    let lost = owners[victim][0];
+    let moved: Vec<&String> = names.iter().filter(|n| shard_of(n, SHARDS) == lost).collect();
+    let killed = Instant::now();
+    drop(instances[victim].take());
+    assert!(
+        wait_until(TTL * 3 + 5, || owned(&instances).concat().contains(&lost)),
+        "shard {lost} was not taken over: {:?}",
+        owned(&instances)
+    );
+    let took = killed.elapsed();
+    eprintln!("shard {lost} moved {took:?} after its instance was killed");
+    assert!(
+        took <= Duration::from_millis(TTL * 1000 + 1000 + 700 + 1000),
+        "shard {lost} took {took:?} to move"
+    );
+    let at_kill: Vec<usize> = moved
+        .iter()
+        .map(|n| decisions_of(&decisions(&dir), n).len())
+        .collect();
+    assert!(
+        wait_until(20, || moved
+            .iter()
+            .zip(&at_kill)
+            .all(|(n, k)| decisions_of(&decisions(&dir), n).len() > *k)),
+        "the moved policies {moved:?} did not decide again"
+    );
+
+    // It comes back: one shard each again, handed over with its state.
+    instances[victim] = Some(Serve::start(&configs[victim], ports[victim]));
+    assert!(
+        wait_until(30, || one_each(&instances)),
+        "no shard was handed back: {:?}",
+        owned(&instances)
+    );
+
+    // Every policy reaches the top, each decision once, none inside the cooldown.
+    assert!(
+        wait_until(90, || names
+            .iter()
+            .all(|n| decisions_of(&decisions(&dir), n).last().is_some_and(|d| d["to"] == 14))),
+        "not every policy reached 14: {:#?}",
+        decisions(&dir)
+    );
+    let log = decisions(&dir);
+    for name in &names {
+        let mine = decisions_of(&log, name);
+        check_witness(&mine);
+        assert_eq!(mine.len(), 13, "{name}: {mine:#?}");
+    }
+
+    // An override sent to an instance that does not lead the policy is forwarded to the
+    // one that does, and so is its removal (at the count it has: nothing is applied).
+    let owners = owned(&instances);
+    let name = &names[0];
+    let owner = owners
+        .iter()
+        .position(|o| o.contains(&shard_of(name, SHARDS)))
+        .unwrap();
+    let other = instances[(owner + 1) % 3].as_ref().unwrap();
+    let auth = [
+        ("Authorization", "Bearer secret"),
+        ("Content-Type", "application/json"),
+    ];
+    let path = format!("/v1/policies/{name}/override");
+    let (code, body) = http("POST", other.port, &path, &auth, r#"{"replicas": 14, "reason": "hold"}"#);
+    assert_eq!(code, 200, "{body}");
+    let there = get_json(instances[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    assert_eq!(there["override"]["replicas"], 14, "{there}");
+    assert_eq!(there["override"]["reason"], "hold", "{there}");
+    let (code, body) = http("DELETE", other.port, &path, &auth, "");
+    assert_eq!(code, 200, "{body}");
+    let there = get_json(instances[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    assert!(there["override"].is_null(), "{there}");
+}
+
+fn get_json(serve: &Serve, path: &str) -> Value {
+    serde_json::from_str(&serve.get(path).1).unwrap_or(Value::Null)
 }

@@ -107,6 +107,10 @@ pub enum Coordination {
         password_file: Option<PathBuf>,
         #[serde(default)]
         tls: Option<EtcdTls>,
+        #[serde(default = "one_shard")]
+        shards: u32,
+        #[serde(default)]
+        api_url: Option<String>,
     },
 }
 
@@ -135,6 +139,8 @@ impl Coordination {
                 user,
                 password_file,
                 tls,
+                shards,
+                api_url,
             } => Some(EtcdConfig {
                 endpoints: endpoints.clone(),
                 prefix: prefix.clone(),
@@ -143,6 +149,8 @@ impl Coordination {
                 user: user.clone(),
                 password_file: password_file.clone(),
                 tls: tls.clone(),
+                shards: *shards,
+                api_url: api_url.clone(),
             }),
         }
     }
@@ -173,6 +181,33 @@ pub struct EtcdConfig {
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub tls: Option<EtcdTls>,
+    /// How many parts the policies are split into, each led by one instance (1: one
+    /// leader for every policy). A policy's shard is [`crate::serve::coordination::shard_of`].
+    pub shards: u32,
+    /// How the other instances reach this one's HTTP API, to forward overrides to it
+    /// (default: `http://` and `listen`, with the host name for an unspecified address).
+    pub api_url: Option<String>,
+}
+
+impl EtcdConfig {
+    /// This instance's API as the others reach it.
+    pub fn api(&self, listen: &str) -> String {
+        if let Some(url) = &self.api_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "9187"));
+        let host = match host {
+            "0.0.0.0" | "[::]" | "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into()),
+            other => other.to_string(),
+        };
+        format!("http://{host}:{port}")
+    }
+}
+
+fn one_shard() -> u32 {
+    1
 }
 
 fn default_prefix() -> String {
@@ -451,6 +486,22 @@ pub fn validate(loaded: &Loaded, file: usize) -> Vec<Diagnostic> {
                     etcd.lease_ttl_s
                 ),
                 "a dead leader is replaced within about one lease; 10 is a good start",
+            ));
+        }
+        if let Some(url) = &etcd.api_url
+            && !is_http_url(url)
+        {
+            out.push(invalid(
+                "api_url",
+                format!("coordination: api_url `{url}` is not an http(s) URL"),
+                "how the other instances reach this one, e.g. \"http://policyctl-a:9187\"",
+            ));
+        }
+        if !(1..=4096).contains(&etcd.shards) {
+            out.push(invalid(
+                "shards",
+                format!("coordination: shards is {}; it is 1 to 4096", etcd.shards),
+                "a few shards per instance spread the policies evenly; e.g. 3 instances, `shards: 6`",
             ));
         }
         if let Some(tls) = &etcd.tls {

@@ -1,19 +1,30 @@
-//! Several `serve` instances on etcd (v3 API, through etcd-client): one leader, elected
-//! by a transaction that creates `PREFIX/leader` under the instance's lease; each
-//! policy's state under `PREFIX/state/NAME`. Every state write is a transaction fenced
-//! on the leader key's create revision: once the lease is gone (a dead, partitioned or
-//! paused leader), the key is gone or another's, and the write fails, so the decision it
-//! carried is not applied. Besides the fence, the leader keeps its own deadline (the
-//! send time of its last acknowledged keep-alive plus the TTL) and stops actuating past
-//! it, without waiting to hear from etcd.
+//! Several `serve` instances on etcd (v3 API, through etcd-client).
+//!
+//! Each instance keeps one lease for as long as it can, and registers under it as a
+//! member (`PREFIX/members/ID`). The policies are split into `shards` parts by
+//! [`shard_of`]; each part has a leader key (`PREFIX/leader` with one shard,
+//! `PREFIX/shards/K` with several), created by a transaction under the holder's lease.
+//! An instance takes free shards up to its fair share (the shard count over the live
+//! members, rounded up) and gives one back, after writing its state, when it holds more
+//! (a member joined), so 3 instances each lead a third, and the shards of a dead one go
+//! to the others once its lease expires. With one shard this is plain leader election.
+//!
+//! Each policy's state lives under `PREFIX/state/NAME`. Every state write is a
+//! transaction fenced on the create revision of its shard's key: once the lease is gone
+//! (a dead, partitioned or paused instance), the key is gone or another's, and the write
+//! fails, so the decision it carried is not applied. Besides the fence, the instance
+//! keeps its own deadline (the send time of its last acknowledged keep-alive plus the
+//! TTL) and stops ticking and actuating past it, without waiting to hear from etcd.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp,
 };
+use futures::future::BoxFuture;
 
 use super::config::EtcdConfig;
 use super::persist::PolicyState;
@@ -21,25 +32,69 @@ use super::persist::PolicyState;
 /// At most this many writes in one transaction (etcd's default limit is 128 operations).
 const OPS_PER_TXN: usize = 100;
 
+/// The shard of a policy among `shards`: FNV-1a of its name, modulo the count. Stable
+/// across versions and instances (every instance must agree).
+pub fn shard_of(policy: &str, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in policy.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(shards)) as u32
+}
+
 /// What `/v1/status` tells about coordination.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     pub id: String,
+    /// Whether this instance leads (with shards: leads at least one).
     pub leader: bool,
+    /// Who leads (with shards: who leads shard 0).
     pub leader_id: Option<String>,
+    /// With `shards` above 1: the count, which this instance leads, and who leads each.
+    pub shards: Option<Shards>,
+    /// The live instances, as registered in etcd.
+    pub members: Vec<String>,
     /// Why this instance does not lead, or what went wrong last.
     pub note: Option<String>,
 }
 
-/// This instance's term as leader.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Shards {
+    pub count: u32,
+    pub owned: Vec<u32>,
+    /// Each led shard's leader (`"3": "b"`); a shard no one leads is absent.
+    pub leaders: BTreeMap<u32, String>,
+}
+
+/// This instance's lease, kept alive for as long as it lives.
 #[derive(Debug, Clone, Copy)]
-struct Term {
-    /// The leader key's create revision: the fence of every write.
-    revision: i64,
+struct Session {
     lease: i64,
     /// Until when the lease is surely alive: the send time of the last acknowledged
     /// grant or keep-alive, plus the TTL.
     valid_until: Instant,
+}
+
+/// A shard this instance holds the key of.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// The key's create revision: the fence of every write of this shard's policies.
+    revision: i64,
+    /// False while the shard is being handed over: its state is written, but nothing new
+    /// is ticked.
+    ticking: bool,
+}
+
+/// What the service does when a shard comes or goes.
+pub trait Hooks: Send + Sync {
+    /// Take the state of the shard's policies from etcd, before its first tick.
+    fn adopt(&self, shard: u32) -> BoxFuture<'_, Result<(), String>>;
+    /// Write every changed state now (before a shard is handed over).
+    fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
 pub struct Coordinator {
@@ -47,8 +102,15 @@ pub struct Coordinator {
     client: Client,
     prefix: String,
     ttl: Duration,
-    term: Mutex<Option<Term>>,
-    leader_id: Mutex<Option<String>>,
+    pub shards: u32,
+    /// This instance's API, as the others reach it (registered with the membership).
+    api: String,
+    session: Mutex<Option<Session>>,
+    held: Mutex<BTreeMap<u32, Held>>,
+    leaders: Mutex<BTreeMap<u32, String>>,
+    members: Mutex<Vec<String>>,
+    /// Each member's API, as it registered it.
+    apis: Mutex<BTreeMap<String, String>>,
     note: Mutex<Option<String>>,
 }
 
@@ -88,6 +150,7 @@ impl Coordinator {
     /// at start-up does not stop the instance from serving reads.
     pub async fn connect(
         config: &EtcdConfig,
+        api: String,
         password: Option<String>,
         tls: Option<etcd_client::TlsOptions>,
     ) -> Result<Coordinator, String> {
@@ -114,45 +177,121 @@ impl Coordinator {
             client,
             prefix,
             ttl,
-            term: Mutex::new(None),
-            leader_id: Mutex::new(None),
+            shards: config.shards.max(1),
+            api,
+            session: Mutex::new(None),
+            held: Mutex::new(BTreeMap::new()),
+            leaders: Mutex::new(BTreeMap::new()),
+            members: Mutex::new(Vec::new()),
+            apis: Mutex::new(BTreeMap::new()),
             note: Mutex::new(Some("not elected yet".into())),
         })
     }
 
-    fn leader_key(&self) -> String {
-        format!("{}leader", self.prefix)
+    fn shard_key(&self, shard: u32) -> String {
+        if self.shards == 1 {
+            format!("{}leader", self.prefix)
+        } else {
+            format!("{}shards/{shard}", self.prefix)
+        }
+    }
+
+    fn shard_prefix(&self) -> String {
+        if self.shards == 1 {
+            format!("{}leader", self.prefix)
+        } else {
+            format!("{}shards/", self.prefix)
+        }
+    }
+
+    fn member_key(&self) -> String {
+        format!("{}members/{}", self.prefix, self.id)
     }
 
     fn state_key(&self, policy: &str) -> String {
         format!("{}state/{policy}", self.prefix)
     }
 
-    /// Whether this instance leads now, by its own clock (no request to etcd).
+    /// This instance's session, while its lease is surely alive (by its own clock).
+    fn alive(&self) -> bool {
+        lock(&self.session).is_some_and(|s| Instant::now() < s.valid_until)
+    }
+
+    /// Whether this instance leads at least one shard now (no request to etcd).
     pub fn leads(&self) -> bool {
-        lock(&self.term).is_some_and(|t| Instant::now() < t.valid_until)
+        self.alive() && lock(&self.held).values().any(|h| h.ticking)
+    }
+
+    /// Whether this instance ticks `policy` now: it leads the policy's shard.
+    pub fn ticks(&self, shard: u32) -> bool {
+        self.alive() && lock(&self.held).get(&shard).is_some_and(|h| h.ticking)
+    }
+
+    /// Which shards this instance ticks now, by index (for a pass over many policies).
+    pub fn ticking(&self) -> Vec<bool> {
+        let mut out = vec![false; self.shards as usize];
+        if self.alive() {
+            for (shard, h) in lock(&self.held).iter() {
+                if let Some(slot) = out.get_mut(*shard as usize) {
+                    *slot = h.ticking;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a decision of the shard, already written under this instance's fence,
+    /// may still be applied: the instance still holds the shard's key (even while
+    /// handing it over).
+    pub fn holds(&self, shard: u32) -> bool {
+        self.alive() && lock(&self.held).contains_key(&shard)
     }
 
     pub fn status(&self) -> Status {
-        let leader = self.leads();
+        let owned: Vec<u32> = if self.alive() {
+            lock(&self.held)
+                .iter()
+                .filter(|(_, h)| h.ticking)
+                .map(|(s, _)| *s)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut leaders = lock(&self.leaders).clone();
+        for shard in &owned {
+            leaders.insert(*shard, self.id.clone());
+        }
         Status {
             id: self.id.clone(),
-            leader,
-            leader_id: if leader {
-                Some(self.id.clone())
-            } else {
-                lock(&self.leader_id).clone()
-            },
+            leader: !owned.is_empty(),
+            leader_id: leaders.get(&0).cloned(),
+            shards: (self.shards > 1).then(|| Shards {
+                count: self.shards,
+                owned,
+                leaders,
+            }),
+            members: lock(&self.members).clone(),
             note: lock(&self.note).clone(),
         }
+    }
+
+    /// The API of the instance that leads `shard`, as it registered it (None while no
+    /// one leads it, or its leader is this instance).
+    pub fn leader_api(&self, shard: u32) -> Option<(String, String)> {
+        let leader = lock(&self.leaders).get(&shard).cloned()?;
+        if leader == self.id {
+            return None;
+        }
+        let api = lock(&self.apis).get(&leader).cloned().filter(|a| !a.is_empty())?;
+        Some((leader, api))
     }
 
     fn set_note(&self, note: Option<String>) {
         *lock(&self.note) = note;
     }
 
-    /// Every policy's state as the last leader left it.
-    pub async fn load(&self) -> Result<BTreeMap<String, PolicyState>, String> {
+    /// The state of every policy of `shard` as its last leader left it.
+    pub async fn load(&self, shard: u32) -> Result<BTreeMap<String, PolicyState>, String> {
         let mut client = self.client.clone();
         let prefix = format!("{}state/", self.prefix);
         let response = tokio::time::timeout(
@@ -166,6 +305,9 @@ impl Coordinator {
         for kv in response.kvs() {
             let Ok(key) = kv.key_str() else { continue };
             let name = key.strip_prefix(&prefix).unwrap_or(key).to_string();
+            if shard_of(&name, self.shards) != shard {
+                continue;
+            }
             match serde_json::from_slice::<PolicyState>(kv.value()) {
                 Ok(state) => {
                     out.insert(name, state);
@@ -178,213 +320,344 @@ impl Coordinator {
         Ok(out)
     }
 
-    /// Write policies' states, fenced by this instance's term. An error when this
-    /// instance does not lead (any more), or etcd did not take them.
+    /// Write policies' states, each fenced by its shard's key. Policies of shards this
+    /// instance does not hold are not written; an error when one of them was asked, or
+    /// etcd did not take a write.
     pub async fn save(&self, changed: &[(String, Vec<u8>)]) -> Result<(), String> {
-        let Some(term) = *lock(&self.term) else {
-            return Err("this instance does not lead".into());
-        };
-        if Instant::now() >= term.valid_until {
+        if !self.alive() {
             return Err("this instance's lease may have expired".into());
         }
-        let mut client = self.client.clone();
-        for batch in changed.chunks(OPS_PER_TXN) {
-            let ops: Vec<TxnOp> = batch
-                .iter()
-                .map(|(name, bytes)| TxnOp::put(self.state_key(name), bytes.clone(), None))
-                .collect();
-            let txn = Txn::new()
-                .when(vec![Compare::create_revision(
-                    self.leader_key(),
-                    CompareOp::Equal,
-                    term.revision,
-                )])
-                .and_then(ops);
-            let response = tokio::time::timeout(self.ttl / 2, client.txn(txn))
-                .await
-                .map_err(|_| "etcd did not answer in time".to_string())?
-                .map_err(|e| format!("etcd refused the write: {e}"))?;
-            if !response.succeeded() {
-                self.step_down("another instance leads now");
-                return Err("another instance leads now (the write was fenced off)".into());
+        let held = lock(&self.held).clone();
+        let mut by_shard: BTreeMap<u32, Vec<&(String, Vec<u8>)>> = BTreeMap::new();
+        let mut foreign = 0usize;
+        for entry in changed {
+            let shard = shard_of(&entry.0, self.shards);
+            if held.contains_key(&shard) {
+                by_shard.entry(shard).or_default().push(entry);
+            } else {
+                foreign += 1;
             }
+        }
+        let mut client = self.client.clone();
+        for (shard, entries) in by_shard {
+            let revision = held[&shard].revision;
+            for batch in entries.chunks(OPS_PER_TXN) {
+                let ops: Vec<TxnOp> = batch
+                    .iter()
+                    .map(|(name, bytes)| TxnOp::put(self.state_key(name), bytes.clone(), None))
+                    .collect();
+                let txn = Txn::new()
+                    .when(vec![Compare::create_revision(
+                        self.shard_key(shard),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then(ops);
+                let response = tokio::time::timeout(self.ttl / 2, client.txn(txn))
+                    .await
+                    .map_err(|_| "etcd did not answer in time".to_string())?
+                    .map_err(|e| format!("etcd refused the write: {e}"))?;
+                if !response.succeeded() {
+                    self.lose(shard, "another instance leads it now");
+                    return Err(format!(
+                        "{} no longer leads {} (the write was fenced off)",
+                        self.id,
+                        self.shard_name(shard)
+                    ));
+                }
+            }
+        }
+        if foreign > 0 {
+            return Err(format!(
+                "{foreign} policies' states belong to shards this instance does not lead"
+            ));
         }
         Ok(())
     }
 
-    fn step_down(&self, why: &str) {
-        let had = lock(&self.term).take().is_some();
-        if had {
-            tracing::warn!(id = %self.id, "leadership lost: {why}; no more ticks or actuator calls here");
+    fn shard_name(&self, shard: u32) -> String {
+        if self.shards == 1 {
+            "the leadership".into()
+        } else {
+            format!("shard {shard}")
+        }
+    }
+
+    /// A shard lost (its key is gone or another's).
+    fn lose(&self, shard: u32, why: &str) {
+        if lock(&self.held).remove(&shard).is_some() {
+            tracing::warn!(id = %self.id, shard, "{} lost: {why}; no more ticks or actuator calls for it here", self.shard_name(shard));
+        }
+        self.set_note(Some(format!("{} lost: {why}", self.shard_name(shard))));
+    }
+
+    /// Every shard lost at once (the lease is gone or cannot be renewed).
+    fn lose_all(&self, why: &str) {
+        let had = std::mem::take(&mut *lock(&self.held));
+        *lock(&self.session) = None;
+        if !had.is_empty() {
+            tracing::warn!(id = %self.id, shards = ?had.keys().collect::<Vec<_>>(), "leadership lost: {why}; no more ticks or actuator calls here");
         }
         self.set_note(Some(why.to_string()));
     }
 
-    /// Campaign for leadership until `stopping`: `on_elected` runs (and must finish)
-    /// before this instance counts as the leader.
-    pub async fn campaign<F, Fut>(
+    /// Keep a lease and campaign for a fair share of the shards until `stopping`.
+    /// A shard counts as led only once `hooks.adopt` has put its state in place.
+    pub async fn campaign(
         self: Arc<Self>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
-        on_elected: F,
-    ) where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
-    {
+        hooks: Arc<dyn Hooks>,
+    ) {
         let pause = self.ttl / 3;
+        let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
         while !stopping.load(std::sync::atomic::Ordering::Acquire) {
-            match self.try_lead(&on_elected).await {
-                Ok(Some(term)) => self.hold(term, &stopping).await,
-                Ok(None) => {}
-                Err(e) => {
-                    self.set_note(Some(e.clone()));
-                    tracing::warn!(id = %self.id, "coordination: {e}");
-                }
+            if let Err(e) = self.round(&mut keeper, hooks.as_ref()).await {
+                self.set_note(Some(e.clone()));
+                tracing::warn!(id = %self.id, "coordination: {e}");
             }
             tokio::time::sleep(pause).await;
         }
     }
 
-    /// One attempt: a lease, and the leader key if no one holds it.
-    async fn try_lead<F, Fut>(&self, on_elected: &F) -> Result<Option<Term>, String>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
-    {
+    /// One round: keep the lease alive (or take one), look at who holds what, take or
+    /// give back shards.
+    async fn round(
+        &self,
+        keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+        hooks: &dyn Hooks,
+    ) -> Result<(), String> {
         let mut client = self.client.clone();
-        let key = self.leader_key();
-        // Someone leads: no lease is taken (a campaign must not leave leases behind).
-        let current = tokio::time::timeout(self.ttl / 3, client.get(key.clone(), None))
-            .await
-            .map_err(|_| "etcd did not answer in time".to_string())?
-            .map_err(|e| format!("cannot reach etcd: {e}"))?;
-        if let Some(kv) = current.kvs().first() {
-            let holder = kv.value_str().unwrap_or("?").to_string();
-            self.set_note(Some(format!("{holder} leads")));
-            *lock(&self.leader_id) = Some(holder);
-            return Ok(None);
+        let timeout = self.ttl / 3;
+        let answer = |what: &'static str| move |e: etcd_client::Error| format!("{what}: {e}");
+
+        // The lease: renewed, or a new one (with the member key) when there is none.
+        let session = *lock(&self.session);
+        match session {
+            Some(session) => {
+                let sent = Instant::now();
+                let renewed = match keeper.as_mut() {
+                    Some((k, stream)) => tokio::time::timeout(timeout, async {
+                        k.keep_alive().await.map_err(|e| e.to_string())?;
+                        stream.message().await.map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("keep-alive unanswered".into())),
+                    None => Err("no keep-alive stream".into()),
+                };
+                match renewed {
+                    Ok(Some(r)) if r.ttl() > 0 => {
+                        let granted = Duration::from_secs(r.ttl() as u64).min(self.ttl);
+                        if let Some(s) = lock(&self.session).as_mut() {
+                            s.valid_until = sent + granted;
+                        }
+                    }
+                    Ok(_) => {
+                        *keeper = None;
+                        self.lose_all("the lease expired");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // Try again next round on a new stream, while the lease may live.
+                        *keeper = tokio::time::timeout(timeout, client.lease_keep_alive(session.lease))
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
+                        if !self.alive() {
+                            *keeper = None;
+                            self.lose_all("the lease could not be renewed in time (is etcd reachable?)");
+                            return Ok(());
+                        }
+                        return Err(format!("keep-alive failed: {e}"));
+                    }
+                }
+            }
+            None => {
+                let sent = Instant::now();
+                let lease = tokio::time::timeout(
+                    timeout,
+                    client.lease_grant(self.ttl.as_secs() as i64, None),
+                )
+                .await
+                .map_err(|_| "etcd did not answer in time".to_string())?
+                .map_err(answer("cannot take a lease"))?;
+                let granted = Duration::from_secs(lease.ttl().max(0) as u64).min(self.ttl);
+                let put = tokio::time::timeout(
+                    timeout,
+                    client.put(
+                        self.member_key(),
+                        serde_json::json!({ "id": self.id, "api": self.api }).to_string(),
+                        Some(PutOptions::new().with_lease(lease.id())),
+                    ),
+                )
+                .await;
+                if !matches!(put, Ok(Ok(_))) {
+                    let _ = client.lease_revoke(lease.id()).await;
+                    return Err("cannot register as a member".into());
+                }
+                *keeper = tokio::time::timeout(timeout, client.lease_keep_alive(lease.id()))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                *lock(&self.session) = Some(Session {
+                    lease: lease.id(),
+                    valid_until: sent + granted,
+                });
+            }
         }
-        let sent = Instant::now();
-        let lease = tokio::time::timeout(
-            self.ttl / 3,
-            client.lease_grant(self.ttl.as_secs() as i64, None),
+        let Some(session) = *lock(&self.session) else {
+            return Ok(());
+        };
+
+        // Who is there, and who holds what.
+        let members = tokio::time::timeout(
+            timeout,
+            client.get(
+                format!("{}members/", self.prefix),
+                Some(GetOptions::new().with_prefix()),
+            ),
         )
         .await
         .map_err(|_| "etcd did not answer in time".to_string())?
-        .map_err(|e| format!("cannot take a lease: {e}"))?;
-        let granted = Duration::from_secs(lease.ttl().max(0) as u64).min(self.ttl);
+        .map_err(answer("cannot read the members"))?;
+        let mut apis = BTreeMap::new();
+        for kv in members.kvs() {
+            // `{"id", "api"}`; an id alone is accepted too.
+            let Ok(text) = kv.value_str() else { continue };
+            let value: serde_json::Value =
+                serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({ "id": text }));
+            if let Some(id) = value["id"].as_str() {
+                apis.insert(id.to_string(), value["api"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        let members: Vec<String> = apis.keys().cloned().collect();
+        *lock(&self.apis) = apis;
+        let keys = tokio::time::timeout(
+            timeout,
+            client.get(self.shard_prefix(), Some(GetOptions::new().with_prefix())),
+        )
+        .await
+        .map_err(|_| "etcd did not answer in time".to_string())?
+        .map_err(answer("cannot read the shard leaders"))?;
+        let mut leaders: BTreeMap<u32, (String, i64)> = BTreeMap::new();
+        for kv in keys.kvs() {
+            let Ok(key) = kv.key_str() else { continue };
+            let shard = (0..self.shards).find(|s| self.shard_key(*s) == key);
+            if let (Some(shard), Ok(holder)) = (shard, kv.value_str()) {
+                leaders.insert(shard, (holder.to_string(), kv.create_revision()));
+            }
+        }
+        // A shard whose key is no longer ours is lost.
+        let held: Vec<(u32, Held)> = lock(&self.held).iter().map(|(s, h)| (*s, *h)).collect();
+        for (shard, h) in &held {
+            if leaders.get(shard).map(|(_, r)| *r) != Some(h.revision) {
+                self.lose(*shard, "its key is gone or another's");
+            }
+        }
+        *lock(&self.leaders) = leaders
+            .iter()
+            .map(|(s, (holder, _))| (*s, holder.clone()))
+            .collect();
+        let fair = self.shards.div_ceil(members.len().max(1) as u32) as usize;
+        *lock(&self.members) = members;
+        let count = lock(&self.held).len();
+
+        if count < fair {
+            // Free shards, from a starting point of our own so that instances starting
+            // together do not all race for the same one.
+            let start = shard_of(&self.id, self.shards);
+            let free: Vec<u32> = (0..self.shards)
+                .map(|i| (start + i) % self.shards)
+                .filter(|s| !leaders.contains_key(s))
+                .take(fair - count)
+                .collect();
+            for shard in free {
+                self.take(shard, session, hooks).await?;
+            }
+        } else if count > fair {
+            // A member joined: hand over one shard, its state written first.
+            let last = lock(&self.held).iter().next_back().map(|(s, h)| (*s, *h));
+            if let Some((shard, h)) = last {
+                lock(&self.held).insert(shard, Held { ticking: false, ..h });
+                hooks.flush().await;
+                let key = self.shard_key(shard);
+                let release = Txn::new()
+                    .when(vec![Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        h.revision,
+                    )])
+                    .and_then(vec![TxnOp::delete(key, None)]);
+                let _ = tokio::time::timeout(timeout, client.txn(release)).await;
+                lock(&self.held).remove(&shard);
+                tracing::info!(id = %self.id, shard, "shard handed over: more instances share the shards now");
+            }
+        }
+        if lock(&self.held).values().any(|h| h.ticking) {
+            self.set_note(None);
+        } else {
+            let note = match lock(&self.leaders).get(&0) {
+                Some(holder) if self.shards == 1 => format!("{holder} leads"),
+                _ => "leads no shard".to_string(),
+            };
+            self.set_note(Some(note));
+        }
+        Ok(())
+    }
+
+    /// Take a free shard: create its key under our lease, then adopt its state.
+    async fn take(&self, shard: u32, session: Session, hooks: &dyn Hooks) -> Result<(), String> {
+        let mut client = self.client.clone();
+        let key = self.shard_key(shard);
         let txn = Txn::new()
-            .when(vec![Compare::create_revision(
-                key.clone(),
-                CompareOp::Equal,
-                0,
-            )])
+            .when(vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(
                 key.clone(),
                 self.id.clone(),
-                Some(PutOptions::new().with_lease(lease.id())),
-            )])
-            .or_else(vec![TxnOp::get(key.clone(), None)]);
-        let response = match tokio::time::timeout(self.ttl / 3, client.txn(txn)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let _ = client.lease_revoke(lease.id()).await;
-                return Err(format!("cannot campaign: {e}"));
-            }
-            Err(_) => {
-                let _ = client.lease_revoke(lease.id()).await;
-                return Err("etcd did not answer in time".into());
-            }
-        };
+                Some(PutOptions::new().with_lease(session.lease)),
+            )]);
+        let response = tokio::time::timeout(self.ttl / 3, client.txn(txn))
+            .await
+            .map_err(|_| "etcd did not answer in time".to_string())?
+            .map_err(|e| format!("cannot campaign: {e}"))?;
         if !response.succeeded() {
-            let _ = client.lease_revoke(lease.id()).await;
-            let holder = response.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(get) => get
-                    .kvs()
-                    .first()
-                    .and_then(|kv| kv.value_str().ok().map(str::to_string)),
-                _ => None,
-            });
-            *lock(&self.leader_id) = holder;
-            return Ok(None);
+            return Ok(()); // another took it first
         }
         let revision = response.header().map_or(0, |h| h.revision());
-        let term = Term {
-            revision,
-            lease: lease.id(),
-            valid_until: sent + granted,
-        };
         // The state the last leader left, into place before the first tick.
-        if let Err(e) = on_elected().await {
-            let _ = client.delete(key, None).await;
-            let _ = client.lease_revoke(lease.id()).await;
-            return Err(format!("elected, but {e}; stepped down"));
+        lock(&self.held).insert(shard, Held { revision, ticking: false });
+        if let Err(e) = hooks.adopt(shard).await {
+            lock(&self.held).remove(&shard);
+            let release = Txn::new()
+                .when(vec![Compare::create_revision(key.clone(), CompareOp::Equal, revision)])
+                .and_then(vec![TxnOp::delete(key, None)]);
+            let _ = client.txn(release).await;
+            return Err(format!("elected for {}, but {e}; stepped down", self.shard_name(shard)));
         }
-        if Instant::now() >= term.valid_until {
+        if !self.alive() {
+            lock(&self.held).remove(&shard);
             return Err("elected, but the lease ran out while loading the state".into());
         }
-        *lock(&self.term) = Some(term);
-        *lock(&self.leader_id) = Some(self.id.clone());
-        self.set_note(None);
-        tracing::info!(id = %self.id, revision, "leadership won: this instance ticks and actuates");
-        Ok(Some(term))
-    }
-
-    /// Keep the lease alive until it cannot be, or the service stops.
-    async fn hold(&self, term: Term, stopping: &std::sync::atomic::AtomicBool) {
-        let mut client = self.client.clone();
-        let every = self.ttl / 3;
-        let (mut keeper, mut stream) = match client.lease_keep_alive(term.lease).await {
-            Ok(pair) => pair,
-            Err(e) => {
-                self.step_down(&format!("cannot keep the lease alive: {e}"));
-                return;
-            }
-        };
-        while !stopping.load(std::sync::atomic::Ordering::Acquire) {
-            tokio::time::sleep(every).await;
-            if lock(&self.term).is_none() {
-                return; // stepped down elsewhere (a fenced write failed)
-            }
-            let sent = Instant::now();
-            let answered = tokio::time::timeout(every, async {
-                keeper.keep_alive().await.map_err(|e| e.to_string())?;
-                stream.message().await.map_err(|e| e.to_string())
-            })
-            .await;
-            match answered {
-                Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                    let granted = Duration::from_secs(response.ttl() as u64).min(self.ttl);
-                    if let Some(t) = lock(&self.term).as_mut() {
-                        t.valid_until = sent + granted;
-                    }
-                }
-                Ok(Ok(_)) => {
-                    self.step_down("the lease expired");
-                    return;
-                }
-                Ok(Err(e)) => {
-                    self.set_note(Some(format!("keep-alive failed: {e}")));
-                    if let Ok(pair) = client.lease_keep_alive(term.lease).await {
-                        (keeper, stream) = pair;
-                    }
-                }
-                Err(_) => self.set_note(Some("keep-alive unanswered".into())),
-            }
-            if !self.leads() {
-                self.step_down("the lease could not be renewed in time (is etcd reachable?)");
-                return;
-            }
+        lock(&self.held).insert(shard, Held { revision, ticking: true });
+        lock(&self.leaders).insert(shard, self.id.clone());
+        if self.shards == 1 {
+            tracing::info!(id = %self.id, revision, "leadership won: this instance ticks and actuates");
+        } else {
+            tracing::info!(id = %self.id, shard, revision, "shard won: this instance ticks and actuates its policies");
         }
+        Ok(())
     }
 
-    /// At shutdown, after the last write: give the leadership up at once, so that
-    /// another instance takes over now.
+    /// At shutdown, after the last write: give the lease up at once, so that the other
+    /// instances take over now.
     pub async fn resign(&self) {
-        let term = lock(&self.term).take();
-        if let Some(term) = term {
+        let had = std::mem::take(&mut *lock(&self.held));
+        let session = lock(&self.session).take();
+        if let Some(session) = session {
             let mut client = self.client.clone();
-            let _ = tokio::time::timeout(self.ttl / 3, client.lease_revoke(term.lease)).await;
-            tracing::info!(id = %self.id, "leadership given up");
+            let _ = tokio::time::timeout(self.ttl / 3, client.lease_revoke(session.lease)).await;
+            if !had.is_empty() {
+                tracing::info!(id = %self.id, "leadership given up");
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::persist::Override;
-use super::{LastTick, Service, Slot, api};
+use super::{LastTick, Service, Slot, api, events};
 
 /// `/healthz` fails when the scheduler has not run for this long (it is stuck).
 const STUCK_AFTER_MS: i64 = 30_000;
@@ -181,27 +181,25 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
 
 /// `Status` of docs/openapi.json: this instance, and who leads.
 async fn status(State(service): State<Arc<Service>>) -> Response {
-    let body = match service.coordinator.get() {
-        Some(c) => {
-            let s = c.status();
-            serde_json::json!({
-                "id": s.id,
-                "coordination": "etcd",
-                "leader": s.leader,
-                "leader_id": s.leader_id,
-                "shards": serde_json::Value::Null,
-                "note": s.note,
+    let mut body = match service.coordinator.get() {
+        Some(c) => serde_json::to_value(c.status()).unwrap_or_default(),
+        None => {
+            let id = crate::serve::coordination::default_id();
+            json!({
+                "id": id,
+                "leader": true,
+                "leader_id": id,
+                "shards": null,
+                "members": [id],
+                "note": null,
             })
         }
-        None => serde_json::json!({
-            "id": crate::serve::coordination::default_id(),
-            "coordination": "file",
-            "leader": true,
-            "leader_id": crate::serve::coordination::default_id(),
-            "shards": serde_json::Value::Null,
-            "note": serde_json::Value::Null,
-        }),
     };
+    body["coordination"] = json!(if service.coordinator.get().is_some() {
+        "etcd"
+    } else {
+        "file"
+    });
     axum::Json(body).into_response()
 }
 
@@ -295,21 +293,46 @@ async fn decisions(State(service): State<Arc<Service>>, Query(query): Query<Sinc
 }
 
 /// `GET /v1/events`: Server-Sent Events `tick`, `decision` and `override`, each one
-/// JSON object, as they happen. A client that falls behind loses the events it missed
-/// (a `lagged` event says how many) and goes on.
-async fn events(State(service): State<Arc<Service>>) -> Response {
+/// JSON object with an `id`, as they happen. A client that reconnects with
+/// `Last-Event-ID` first gets the events it missed (of the last [`events::KEPT`]); when
+/// some are no longer kept, or a client falls behind, a `lagged` event says how many
+/// (`null`: unknown, e.g. an id from before a restart) and the stream goes on.
+async fn events(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let receiver = service.events.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut rx| async move {
+    use futures::StreamExt;
+    use tokio::sync::broadcast::error::RecvError;
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let events::Subscription { replay, lost, live } = service.events.subscribe(last);
+    let sse = |e: &events::Event| {
+        Event::default()
+            .id(e.id.to_string())
+            .event(e.name)
+            .data(&*e.data)
+    };
+    let lagged = |missed: Option<u64>| {
+        Event::default()
+            .event("lagged")
+            .data(json!({ "missed": missed }).to_string())
+    };
+    let head: Vec<Event> = (lost != Some(0))
+        .then(|| lagged(lost))
+        .into_iter()
+        .chain(replay.iter().map(sse))
+        .collect();
+    let live = futures::stream::unfold(live, move |mut rx| async move {
         let event = match rx.recv().await {
-            Ok((name, json)) => Event::default().event(name).data(&*json),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Event::default()
-                .event("lagged")
-                .data(json!({ "missed": n }).to_string()),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            Ok(e) => sse(&e),
+            Err(RecvError::Lagged(n)) => lagged(Some(n)),
+            Err(RecvError::Closed) => return None,
         };
-        Some((Ok::<_, std::convert::Infallible>(event), rx))
+        Some((event, rx))
     });
+    let stream = futures::stream::iter(head)
+        .chain(live)
+        .map(Ok::<_, std::convert::Infallible>);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -429,8 +452,10 @@ async fn set_override(
         Ok(name) => name,
         Err(r) => return *r,
     };
-    if let Some(refused) = follower(&service) {
-        return refused;
+    if let Some(answered) =
+        elsewhere(&service, &name, reqwest::Method::POST, &headers, body.clone()).await
+    {
+        return answered;
     }
     let body: OverrideBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -487,18 +512,80 @@ async fn set_override(
     Json(json!({ "policy": name, "override": manual })).into_response()
 }
 
-/// On etcd, only the leader takes overrides (a follower's would never reach the state):
-/// 503, naming the leader.
-fn follower(service: &Service) -> Option<Response> {
+/// The header a forwarded override carries: the id of the instance that forwarded it.
+/// An override that arrives forwarded at an instance that does not lead is refused
+/// rather than forwarded again.
+const FORWARDED_BY: &str = "x-policyctl-forwarded-by";
+
+/// On etcd, only the instance that leads a policy (its shard's leader) takes its
+/// overrides, since another's would never reach the state: another forwards the request
+/// to it and answers with its answer, or answers 503 naming it when it cannot.
+async fn elsewhere(
+    service: &Service,
+    policy: &str,
+    method: reqwest::Method,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> Option<Response> {
     let coordinator = service.coordinator.get()?;
+    let shard = crate::serve::coordination::shard_of(policy, coordinator.shards);
+    if coordinator.ticks(shard) {
+        return None;
+    }
     let status = coordinator.status();
-    (!status.leader).then(|| {
-        let leader = status.leader_id.unwrap_or_else(|| "none yet".into());
-        refuse(
+    let leader = match &status.shards {
+        Some(shards) => shards.leaders.get(&shard).cloned(),
+        None => status.leader_id.clone(),
+    }
+    .unwrap_or_else(|| "none yet".into());
+    let refused = |why: &str| {
+        Some(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("this instance ({}) does not lead; send the override to the leader ({leader}, see GET /v1/status)", status.id),
-        )
-    })
+            &format!("this instance ({}) does not lead `{policy}`{why}; send the override to its leader ({leader}, see GET /v1/status)", status.id),
+        ))
+    };
+    if headers.contains_key(FORWARDED_BY) {
+        return refused(" (the request was forwarded here, and is not forwarded twice)");
+    }
+    let Some((leader, api)) = coordinator.leader_api(shard) else {
+        return refused("");
+    };
+    let url = format!(
+        "{api}/v1/policies/{}/override",
+        percent_encoding::utf8_percent_encode(policy, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut request = reqwest::Client::new()
+        .request(method, &url)
+        .timeout(Duration::from_secs(10))
+        .header(FORWARDED_BY, &status.id)
+        .body(body.to_vec());
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) {
+            request = request.header(name.as_str(), value);
+        }
+    }
+    let answer = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(policy, leader = %leader, url = %url, error = %e, "an override could not be forwarded to the leader");
+            return refused(&format!(" and its leader did not answer ({e})"));
+        }
+    };
+    let code = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let kind = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = (code, [(header::CONTENT_TYPE, kind)], bytes.to_vec()).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&leader) {
+        response
+            .headers_mut()
+            .insert("x-policyctl-forwarded-to", value);
+    }
+    Some(response)
 }
 
 async fn delete_override(
@@ -510,8 +597,16 @@ async fn delete_override(
         Ok(name) => name,
         Err(r) => return *r,
     };
-    if let Some(refused) = follower(&service) {
-        return refused;
+    if let Some(answered) = elsewhere(
+        &service,
+        &name,
+        reqwest::Method::DELETE,
+        &headers,
+        axum::body::Bytes::new(),
+    )
+    .await
+    {
+        return answered;
     }
     if !service.set_override(&name, None, &author).await {
         return not_found(&name);

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod coordination;
+pub mod events;
 pub mod history;
 pub mod http;
 pub mod metrics;
@@ -166,6 +167,8 @@ pub struct Slot {
     /// Every tick of the last `history::KEEP`, in memory.
     history: Mutex<history::Ring>,
     busy: AtomicBool,
+    /// Its shard, with `coordination: Etcd(shards: N)` (else 0).
+    shard: u32,
     /// This policy's series, looked up once (a tick touches them without a map lookup).
     series: metrics::PolicySeries,
     /// Unix milliseconds of the next tick.
@@ -267,6 +270,8 @@ pub struct Service {
     pub runtime: actuate::Runtime,
     pub actuators: RwLock<BTreeMap<String, Arc<Actuator>>>,
     pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// `coordination: Etcd(shards: N)`'s N (1 without it).
+    shards: u32,
     pub files: Mutex<BTreeMap<PathBuf, FileStatus>>,
     pub metrics: Metrics,
     /// The override tokens, by name.
@@ -291,9 +296,8 @@ pub struct Service {
     reloads: tokio::sync::Mutex<()>,
     in_flight: AtomicU64,
     drained: Notify,
-    /// Ticks, decisions and override changes as Server-Sent Events (`GET /v1/events`):
-    /// `(event name, JSON)`.
-    pub events: tokio::sync::broadcast::Sender<(&'static str, Arc<str>)>,
+    /// Ticks, decisions and override changes as Server-Sent Events (`GET /v1/events`).
+    pub events: events::Events,
     /// With `coordination: Etcd(…)`: the election and the state store.
     pub coordinator: std::sync::OnceLock<Arc<coordination::Coordinator>>,
     /// Each policy's state as last written to etcd (only changes are written).
@@ -376,7 +380,9 @@ impl Service {
             tracing::error!("{w}");
         }
         let (written, _) = tokio::sync::watch::channel(0);
+        let shards = loaded.config.coordination.etcd().map_or(1, |e| e.shards.max(1));
         Ok(Arc::new(Service {
+            shards,
             loaded,
             sources,
             runtime,
@@ -401,7 +407,7 @@ impl Service {
             reloads: tokio::sync::Mutex::new(()),
             in_flight: AtomicU64::new(0),
             drained: Notify::new(),
-            events: tokio::sync::broadcast::channel(1024).0,
+            events: events::Events::new(Utc::now()),
             coordinator: std::sync::OnceLock::new(),
             in_etcd: Mutex::new(HashMap::new()),
         }))
@@ -467,6 +473,7 @@ impl Service {
             last: Mutex::new(None),
             history: Mutex::new(history::Ring::default()),
             busy: AtomicBool::new(false),
+            shard: coordination::shard_of(&name, self.shards),
             series: self.metrics.series(&name),
             // A new policy decides at once.
             next_due: AtomicI64::new(now_ms()),
@@ -501,7 +508,7 @@ impl Service {
         while !self.stopping.load(Ordering::Acquire) {
             let now = now_ms();
             self.heartbeat.store(now, Ordering::Release);
-            // On etcd, only the leader ticks.
+            // On etcd, only the leader ticks (with shards, each its shards' policies).
             if !self.may_act() {
                 tokio::select! {
                     () = tokio::time::sleep(SCHEDULER_PERIOD) => {}
@@ -511,6 +518,7 @@ impl Service {
             }
             // Only the due slots are cloned out of the map: a pass over 10,000 policies
             // that are not due is a scan of atomics under a read lock.
+            let ticking = self.coordinator.get().map(|c| c.ticking());
             let due: Vec<Arc<Slot>> = self
                 .slots
                 .read()
@@ -518,6 +526,11 @@ impl Service {
                     slots
                         .values()
                         .filter(|s| s.next_due.load(Ordering::Acquire) <= now)
+                        .filter(|s| {
+                            ticking
+                                .as_ref()
+                                .is_none_or(|t| t.get(s.shard as usize).copied().unwrap_or(false))
+                        })
                         .cloned()
                         .collect()
                 })
@@ -933,7 +946,7 @@ impl Service {
                     failure: None,
                 });
                 undo(slot, before_last_event, before_windows);
-            } else if actuator.is_some() && !self.may_act() {
+            } else if actuator.is_some() && !self.may_apply(slot) {
                 // Written, but the lease may have run out since: another instance may
                 // lead now and decide for itself.
                 tracing::error!(policy = %policy.name, "decision not applied: this instance no longer leads");
@@ -1156,12 +1169,12 @@ impl Service {
                 Duration::from_secs(self.loaded.config.history_s),
             );
         }
-        if self.events.receiver_count() > 0 {
+        if self.events.wanted() {
             let tick = serde_json::json!({ "policy": slot.name, "tick": last.to_json() });
-            let _ = self.events.send(("tick", Arc::from(tick.to_string())));
+            self.events.send("tick", Arc::from(tick.to_string()));
             if let Some(d) = &last.decision {
                 let json = api::decision(d).to_string();
-                let _ = self.events.send(("decision", Arc::from(json)));
+                self.events.send("decision", Arc::from(json));
             }
         }
         if let Ok(mut l) = slot.last.lock() {
@@ -1197,9 +1210,9 @@ impl Service {
             author: Some(author.to_string()),
             forced: manual.as_ref().is_some_and(|o| o.forced),
         };
-        if self.events.receiver_count() > 0 {
+        if self.events.wanted() {
             let json = record.to_json(name).to_string();
-            let _ = self.events.send(("override", Arc::from(json)));
+            self.events.send("override", Arc::from(json));
         }
         slot.state(|p| {
             p.manual = manual;
@@ -1315,15 +1328,16 @@ impl Service {
         coordinator: &coordination::Coordinator,
         snapshot: &Snapshot,
     ) -> Result<(), String> {
-        if !coordinator.leads() {
-            // Nothing of a follower's is written; nothing it decides is applied either.
-            return Err("this instance does not lead".into());
-        }
+        // Nothing of a follower's is written (nothing it decides is applied either); with
+        // shards, only the states of the shards this instance holds.
         let changed: Vec<(String, Vec<u8>)> = {
             let written = self.in_etcd.lock().map_err(|e| e.to_string())?;
             snapshot
                 .policies
                 .iter()
+                .filter(|(name, _)| {
+                    coordinator.holds(coordination::shard_of(name, coordinator.shards))
+                })
                 .filter_map(|(name, state)| {
                     let bytes = serde_json::to_vec(state).ok()?;
                     (written.get(name) != Some(&bytes)).then(|| (name.clone(), bytes))
@@ -1340,21 +1354,31 @@ impl Service {
         Ok(())
     }
 
-    /// Whether this instance may tick and call actuators: always with the state file;
-    /// on etcd, while it leads.
+    /// Whether this instance may tick at all: always with the state file; on etcd,
+    /// while it leads (with shards: leads at least one).
     pub fn may_act(&self) -> bool {
         self.coordinator.get().is_none_or(|c| c.leads())
     }
 
-    /// Newly elected: take every policy's state as the last leader left it in etcd,
-    /// before the first tick.
-    pub async fn adopt(&self, coordinator: &coordination::Coordinator) -> Result<(), String> {
-        let mut states = coordinator.load().await?;
+    /// Whether a decision of this policy, written under this instance's fence, may be
+    /// applied: on etcd, while the instance still holds the policy's shard.
+    fn may_apply(&self, slot: &Slot) -> bool {
+        self.coordinator.get().is_none_or(|c| c.holds(slot.shard))
+    }
+
+    /// Newly elected for a shard (the only one, without shards): take its policies'
+    /// states as the last leader left them in etcd, before their first tick.
+    pub async fn adopt(
+        &self,
+        coordinator: &coordination::Coordinator,
+        shard: u32,
+    ) -> Result<(), String> {
+        let mut states = coordinator.load(shard).await?;
         let written: HashMap<String, Vec<u8>> = states
             .iter()
             .filter_map(|(name, state)| Some((name.clone(), serde_json::to_vec(state).ok()?)))
             .collect();
-        for slot in self.all_slots() {
+        for slot in self.all_slots().into_iter().filter(|s| s.shard == shard) {
             let mut run = slot.run.lock().await;
             let state = states.remove(&slot.name).unwrap_or_default();
             run.needs_history = true;
@@ -1364,10 +1388,12 @@ impl Service {
             slot.next_due.store(now_ms(), Ordering::Release);
         }
         if let Ok(mut restored) = self.restored.lock() {
-            *restored = states;
+            restored.retain(|name, _| coordination::shard_of(name, coordinator.shards) != shard);
+            restored.extend(states);
         }
         if let Ok(mut in_etcd) = self.in_etcd.lock() {
-            *in_etcd = written;
+            in_etcd.retain(|name, _| coordination::shard_of(name, coordinator.shards) != shard);
+            in_etcd.extend(written);
         }
         self.wake.notify_one();
         Ok(())
@@ -1384,6 +1410,29 @@ impl Service {
             .lock()
             .map(|f| f.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// The service's side of coordination: a won shard's states adopted, states written
+/// before a shard is handed over.
+struct Elected(Arc<Service>);
+
+impl coordination::Hooks for Elected {
+    fn adopt(&self, shard: u32) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let coordinator = self
+                .0
+                .coordinator
+                .get()
+                .ok_or_else(|| "no coordinator".to_string())?;
+            self.0.adopt(coordinator, shard).await
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.0.flush().await;
+        })
     }
 }
 
@@ -1419,23 +1468,19 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
                 None => None,
             };
             let coordinator = Arc::new(
-                coordination::Coordinator::connect(&etcd, password, tls)
+                coordination::Coordinator::connect(
+                    &etcd,
+                    etcd.api(&service.loaded.config.listen),
+                    password,
+                    tls,
+                )
                     .await
                     .map_err(StartError)?,
             );
             let _ = service.coordinator.set(coordinator.clone());
-            let elected = service.clone();
+            let hooks = Arc::new(Elected(service.clone()));
             let flag = stopping_flag.clone();
-            Some(tokio::spawn(async move {
-                let c = coordinator.clone();
-                coordinator
-                    .campaign(flag, move || {
-                        let service = elected.clone();
-                        let c = c.clone();
-                        async move { service.adopt(&c).await }
-                    })
-                    .await;
-            }))
+            Some(tokio::spawn(coordinator.campaign(flag, hooks)))
         }
     };
     let listener = tokio::net::TcpListener::bind(&service.loaded.config.listen)

@@ -359,6 +359,20 @@ pub async fn reload(service: &Arc<Service>) {
     if let Ok(mut f) = service.files.lock() {
         *f = files;
     }
+    if !checked_files.is_empty() {
+        give_back_freed_memory();
+    }
+}
+
+/// Hand the pages that checking freed back to the system. glibc keeps freed memory in
+/// its arenas (only the top of each heap shrinks by itself): checking 10,000 policies
+/// leaves tens of MB resident that the service would never use again.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Reload one actuator's plugin after its file changed; the old one keeps running if

@@ -3,6 +3,8 @@
 //! 127.0.0.1 whose answers a test scripts.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -82,7 +82,9 @@ impl Guest for Record {
                     "cannot open `{path}`: {e} (is its directory granted with write?)"
                 ))
             })?;
-        writeln!(file, "{line}")
+        // One write call per line, in append mode: instances that share the file (HA
+        // tests) never interleave their lines.
+        file.write_all(format!("{line}\n").as_bytes())
             .map_err(|e| ActuationError::Unavailable(format!("cannot write `{path}`: {e}")))?;
         Ok(Outcome {
             replicas: d.to,

@@ -1,0 +1,137 @@
+//! `cargo bench --bench ha`: failover time on a real etcd cluster (three members of
+//! Debian's `etcd-server` on 127.0.0.1) with three `serve` instances. A policy decides at
+//! every tick; the leader is killed (-9) at a random moment of its tick, and the figure
+//! is the time from the kill to the first decision of the new leader (the tick time in
+//! its decision id, from the `record` plugin's log). `POLICYCTL_BENCH_KILLS` kills (10 by
+//! default). The bound: lease TTL + the campaign's pause (TTL / 3) + one `every`.
+
+// Benchmark code: a setup that fails should panic, with its reason.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::etcd::Cluster;
+use support::{Serve, free_port, wait_until};
+
+const TTL: u64 = 2;
+
+fn write_config(dir: &Path, id: &str, port: u16, endpoints: &str) -> std::path::PathBuf {
+    let (wasm, _) = support::plugins();
+    let path = dir.join(format!("serve-{id}.ron"));
+    support::write(
+        &path,
+        &format!(
+            r#"(
+    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-bench/", lease_ttl_s: {TTL}, id: Some("{id}")),
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    path
+}
+
+/// Tick times (Unix ms) of the recorded decisions.
+fn decided_at(dir: &Path) -> Vec<i64> {
+    std::fs::read_to_string(dir.join("out/d.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["id"].as_str()?.rsplit('@').next()?.parse().ok())
+        .collect()
+}
+
+fn leader_of(instances: &[Option<Serve>]) -> Option<usize> {
+    instances.iter().position(|s| {
+        s.as_ref().is_some_and(|s| {
+            serde_json::from_str::<Value>(&s.get("/v1/status").1)
+                .is_ok_and(|v| v["leader"] == true)
+        })
+    })
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = support::scratch("bench-ha");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    // The load alternates every second: the policy decides at every tick.
+    support::write(
+        &dir.join("load.csv"),
+        &support::per_second_trace("load", 60, |i| if i % 2 == 0 { "2" } else { "3" }.into()),
+    );
+    support::write(
+        &dir.join("policies/flip.scale"),
+        "policy \"flip\" {\n  target audit \"flip\"\n  replicas 1..10\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  stabilize down 0s\n  limit up 100 per 1s\n  limit down 100 per 1s\n}\n",
+    );
+    let cluster = Cluster::start(&dir);
+    let ids = ["a", "b", "c"];
+    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let configs: Vec<_> = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, p)| write_config(&dir, id, *p, &cluster.endpoints()))
+        .collect();
+    let mut instances: Vec<Option<Serve>> = configs
+        .iter()
+        .zip(&ports)
+        .map(|(c, p)| Some(Serve::start(c, *p)))
+        .collect();
+    assert!(wait_until(20, || leader_of(&instances).is_some()), "no leader");
+
+    let kills: usize = std::env::var("POLICYCTL_BENCH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(10);
+    let mut failovers = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..kills {
+        // A random moment within the leader's second.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(1500 + seed % 1000));
+        let Some(leader) = leader_of(&instances) else {
+            assert!(wait_until(20, || leader_of(&instances).is_some()));
+            continue;
+        };
+        let killed = chrono::Utc::now().timestamp_millis();
+        drop(instances[leader].take());
+        let started = Instant::now();
+        let mut first = None;
+        while started.elapsed() < Duration::from_secs(TTL * 5 + 5) {
+            if let Some(at) = decided_at(&dir).into_iter().filter(|at| *at > killed).min() {
+                first = Some(at);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let first = first.expect("no decision after the leader was killed");
+        failovers.push(Duration::from_millis((first - killed) as u64));
+        instances[leader] = Some(Serve::start(&configs[leader], ports[leader]));
+    }
+    failovers.sort();
+    let median = failovers[failovers.len() / 2];
+    let worst = *failovers.last().unwrap();
+    println!(
+        "failover, leader killed -> first decision of the new leader: median {:.2} s, worst {:.2} s over {} kills (lease_ttl_s {TTL}, every 1s, 3 instances, 3 etcd members)",
+        median.as_secs_f64(),
+        worst.as_secs_f64(),
+        failovers.len()
+    );
+    let bound = Duration::from_millis(TTL * 1000 + TTL * 1000 / 3 + 1000 + 500);
+    assert!(
+        worst <= bound,
+        "a failover took {worst:?}, above TTL + TTL/3 + every (+0.5 s): {bound:?}"
+    );
+}

@@ -1,0 +1,126 @@
+//! A real etcd cluster for the HA tests and benchmarks: three members of Debian's
+//! `etcd-server` on 127.0.0.1 ports (`.ci/run` installs it), each with its data and log
+//! under the caller's scratch directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{free_port, http, wait_until};
+
+pub struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    dir: PathBuf,
+    cluster: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn start(&mut self) {
+        let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or_else(|| panic!("etcd is not installed: `.ci/run` installs Debian's `etcd-server`"));
+        let log = std::fs::File::create(self.dir.with_extension("log"))
+            .unwrap_or_else(|e| panic!("etcd's log: {e}"));
+        let child = Command::new(etcd)
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", self.client),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{}", self.client),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", self.peer),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", self.peer),
+            ])
+            .args([
+                "--initial-cluster",
+                &self.cluster,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .args(["--initial-cluster-token", "policyctl-test"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path) -> Cluster {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| Member {
+                name: format!("m{i}"),
+                client: *client,
+                peer: *peer,
+                dir: dir.join(format!("etcd-m{i}")),
+                cluster: cluster.clone(),
+                child: None,
+            })
+            .collect();
+        for m in &mut members {
+            m.start();
+        }
+        let c = Cluster { members };
+        assert!(
+            wait_until(30, || c.healthy()),
+            "etcd did not become healthy"
+        );
+        c
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.members.iter().any(|m| {
+            let (code, body) = http("GET", m.client, "/health", &[], "");
+            code == 200 && body.contains("\"true\"")
+        })
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("\"http://127.0.0.1:{}\"", m.client))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
