@@ -65,14 +65,15 @@ fn main() {
     }
     let dir = support::scratch("bench-ha");
     std::fs::create_dir_all(dir.join("out")).unwrap();
-    // The load alternates every second: the policy decides at every tick.
+    // The load differs at every second (1 to 60, looping): the policy decides at every
+    // tick, so a new leader's first tick is a decision whatever the count it inherits.
     support::write(
         &dir.join("load.csv"),
-        &support::per_second_trace("load", 60, |i| if i % 2 == 0 { "2" } else { "3" }.into()),
+        &support::per_second_trace("load", 60, |i| (i + 1).to_string()),
     );
     support::write(
         &dir.join("policies/flip.scale"),
-        "policy \"flip\" {\n  target audit \"flip\"\n  replicas 1..10\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  stabilize down 0s\n  limit up 100 per 1s\n  limit down 100 per 1s\n}\n",
+        "policy \"flip\" {\n  target audit \"flip\"\n  replicas 1..60\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  stabilize down 0s\n  limit up 100 per 1s\n  limit down 100 per 1s\n}\n",
     );
     let cluster = Cluster::start(&dir);
     let ids = ["a", "b", "c"];

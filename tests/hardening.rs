@@ -331,7 +331,7 @@ fn a_decision_that_cannot_be_written_down_is_not_applied() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("state file"), "{body}");
     assert!(
-        serve.logs().contains("cannot write the state file"),
+        serve.logs().contains("the state file cannot be written"),
         "{}",
         serve.logs()
     );

@@ -160,7 +160,8 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "not ready: the state file cannot be written, so no decision is applied: {why}\n"
+                "not ready: {} cannot be written, so no decision is applied: {why}\n",
+                service.store()
             ),
         )
             .into_response();

@@ -360,18 +360,7 @@ pub async fn reload(service: &Arc<Service>) {
         *f = files;
     }
     if !checked_files.is_empty() {
-        give_back_freed_memory();
-    }
-}
-
-/// Hand the pages that checking freed back to the system. glibc keeps freed memory in
-/// its arenas (only the top of each heap shrinks by itself): checking 10,000 policies
-/// leaves tens of MB resident that the service would never use again.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
+        super::give_back_freed_memory();
     }
 }
 
