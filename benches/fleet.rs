@@ -116,8 +116,24 @@ fn main() {
         let s = service.clone();
         async move { s.write_state().await }
     });
+    let skipped_now = || -> f64 {
+        service
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("policyctl_ticks_skipped_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
     let ran = Instant::now();
-    let deadline = Duration::from_millis((EVERY_MS as u64) * (rounds as u64 + 2));
+    let deadline = Duration::from_millis((EVERY_MS as u64) * (rounds as u64 + 3));
+    // The first tick of every policy comes at once when it is loaded, off the grid;
+    // when that burst is still running at the first aligned due time, those ticks are
+    // skipped once. Skips are counted from the first aligned round on.
+    while ran.elapsed() < deadline && slots.iter().any(|s| s.history_len() < 2) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let skipped_at_start = skipped_now();
     while ran.elapsed() < deadline
         && slots.iter().any(|s| s.history_len() < rounds + 1)
     {
@@ -133,12 +149,7 @@ fn main() {
     late.sort();
     let rss = mib("VmRSS:");
     let peak = mib("VmHWM:");
-    let metrics = service.metrics.render();
-    let skipped: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("policyctl_ticks_skipped_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let skipped = skipped_now() - skipped_at_start;
     service
         .stopping
         .store(true, std::sync::atomic::Ordering::Release);
@@ -149,7 +160,7 @@ fn main() {
     println!("fleet: {count} policies at every 15s, one instance, file store, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("  loaded and checked in {load_s:.1} s; resident {after_load:.0} MiB after loading ({before:.0} MiB before)");
     println!(
-        "  {ticked} ticks or more per policy in {:.0} s; ticks skipped (the last still running): {skipped}",
+        "  {ticked} ticks or more per policy in {:.0} s; ticks skipped (the last still running): {skipped} after the first round ({skipped_at_start} of the first ticks, at loading)",
         ran.elapsed().as_secs_f64()
     );
     println!(
