@@ -10,40 +10,17 @@
 
 use std::time::{Duration, Instant};
 
-use policyctl::serve::{Service, config, policies};
+use policyctl::serve::policies;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-const PER_FILE: usize = 100;
+mod common;
+
 const EVERY_MS: i64 = 15_000;
 
-fn policy(i: usize) -> String {
-    // The three shapes of benches/serve.rs.
-    let rules = match i % 3 {
-        0 => "  track q per replica 5\n".to_string(),
-        1 => "  when q > 100 for 2m scale up by 1\n  when q < 10 for 5m scale down by 1\n".to_string(),
-        _ => "  let each = q / max(current, 1)\n  desired = ceil(each / 4) + 2\n  limit up 50% per 1m\n".to_string(),
-    };
-    format!(
-        "policy \"p{i}\" {{\n  target audit \"t{i}\"\n  replicas 2..40\n  every 15s\n  metric q = load \"q\"\n{rules}}}\n"
-    )
-}
-
-fn status_kib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 fn mib(field: &str) -> f64 {
-    status_kib(field) / 1024.0
+    common::service::resident_mib(field)
 }
 
 fn main() {
@@ -59,47 +36,17 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
     let dir = support::scratch("bench-fleet");
-    let mut trace = String::from("time,q\n");
-    for i in 0..3600 {
-        trace.push_str(&format!(
-            "2026-01-01T{:02}:{:02}:{:02}Z,{}\n",
-            i / 3600,
-            (i / 60) % 60,
-            i % 60,
-            20 + (i % 7) * 3
-        ));
-    }
-    std::fs::write(dir.join("load.csv"), trace).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    for f in 0..count.div_ceil(PER_FILE) {
-        let text: String = (f * PER_FILE..((f + 1) * PER_FILE).min(count))
-            .map(policy)
-            .collect();
-        std::fs::write(dir.join(format!("policies/f{f:04}.scale")), text).unwrap();
-    }
-    let wasm = support::plugins().0.join("policyctl_record.wasm");
-    let text = format!(
-        r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:0",
-    dry_run: true,
-)"#,
-        wasm.display()
-    );
-    let loaded = config::Loaded {
-        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
-        text,
-        base: dir.to_path_buf(),
-    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let before = mib("VmRSS:");
-    let service = Service::new(loaded).unwrap_or_else(|e| panic!("{e}"));
+    let service = common::service::service(
+        &dir,
+        count,
+        "15s",
+        &support::plugins().0.join("policyctl_record.wasm"),
+    );
     let started = Instant::now();
     tokio.block_on(policies::reload(&service));
     let slots = service.all_slots();

@@ -16,29 +16,10 @@ use serde_json::Value;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::etcd::Cluster;
-use support::{Serve, free_port, wait_until};
+use support::etcd::{Cluster, Instances, leader_of};
+use support::wait_until;
 
 const TTL: u64 = 2;
-
-fn write_config(dir: &Path, id: &str, port: u16, endpoints: &str) -> std::path::PathBuf {
-    let (wasm, _) = support::plugins();
-    let path = dir.join(format!("serve-{id}.ron"));
-    support::write(
-        &path,
-        &format!(
-            r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:{port}",
-    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-bench/", lease_ttl_s: {TTL}, id: Some("{id}")),
-)"#,
-            wasm.join("policyctl_record.wasm").display()
-        ),
-    );
-    path
-}
 
 /// Tick times (Unix ms) of the recorded decisions.
 fn decided_at(dir: &Path) -> Vec<i64> {
@@ -48,15 +29,6 @@ fn decided_at(dir: &Path) -> Vec<i64> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v["id"].as_str()?.rsplit('@').next()?.parse().ok())
         .collect()
-}
-
-fn leader_of(instances: &[Option<Serve>]) -> Option<usize> {
-    instances.iter().position(|s| {
-        s.as_ref().is_some_and(|s| {
-            serde_json::from_str::<Value>(&s.get("/v1/status").1)
-                .is_ok_and(|v| v["leader"] == true)
-        })
-    })
 }
 
 fn main() {
@@ -76,19 +48,8 @@ fn main() {
         "policy \"flip\" {\n  target audit \"flip\"\n  replicas 1..60\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  stabilize down 0s\n  limit up 100 per 1s\n  limit down 100 per 1s\n}\n",
     );
     let cluster = Cluster::start(&dir);
-    let ids = ["a", "b", "c"];
-    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-    let configs: Vec<_> = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, p)| write_config(&dir, id, *p, &cluster.endpoints()))
-        .collect();
-    let mut instances: Vec<Option<Serve>> = configs
-        .iter()
-        .zip(&ports)
-        .map(|(c, p)| Some(Serve::start(c, *p)))
-        .collect();
-    assert!(wait_until(20, || leader_of(&instances).is_some()), "no leader");
+    let mut fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, "");
+    assert!(wait_until(20, || leader_of(&fleet.running).is_some()), "no leader");
 
     let kills: usize = std::env::var("POLICYCTL_BENCH_KILLS")
         .ok()
@@ -102,12 +63,12 @@ fn main() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(1500 + seed % 1000));
-        let Some(leader) = leader_of(&instances) else {
-            assert!(wait_until(20, || leader_of(&instances).is_some()));
+        let Some(leader) = leader_of(&fleet.running) else {
+            assert!(wait_until(20, || leader_of(&fleet.running).is_some()));
             continue;
         };
         let killed = chrono::Utc::now().timestamp_millis();
-        drop(instances[leader].take());
+        fleet.kill(leader);
         let started = Instant::now();
         let mut first = None;
         while started.elapsed() < Duration::from_secs(TTL * 5 + 5) {
@@ -119,7 +80,7 @@ fn main() {
         }
         let first = first.expect("no decision after the leader was killed");
         failovers.push(Duration::from_millis((first - killed) as u64));
-        instances[leader] = Some(Serve::start(&configs[leader], ports[leader]));
+        fleet.restart(leader);
     }
     failovers.sort();
     let median = failovers[failovers.len() / 2];

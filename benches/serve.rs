@@ -9,31 +9,18 @@
 // Benchmark code: a setup that fails should panic, with its reason.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use policyctl::serve::{Service, config, policies};
+use policyctl::serve::{Service, policies};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 const POLICIES: usize = 10_000;
-const PER_FILE: usize = 100;
-
-fn policy(i: usize) -> String {
-    // Three shapes, as real fleets mix them.
-    let rules = match i % 3 {
-        0 => "  track q per replica 5\n".to_string(),
-        1 => "  when q > 100 for 2m scale up by 1\n  when q < 10 for 5m scale down by 1\n".to_string(),
-        _ => "  let each = q / max(current, 1)\n  desired = ceil(each / 4) + 2\n  limit up 50% per 1m\n".to_string(),
-    };
-    format!(
-        "policy \"p{i}\" {{\n  target audit \"t{i}\"\n  replicas 2..40\n  every 10s\n  metric q = load \"q\"\n{rules}}}\n"
-    )
-}
-
 fn value(body: &str, name: &str) -> f64 {
     body.lines()
         .find(|l| l.starts_with(name))
@@ -57,52 +44,7 @@ fn engine_time(before: &str, after: &str) -> String {
 }
 
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn setup(dir: &Path) -> Arc<Service> {
-    let mut trace = String::from("time,q\n");
-    for i in 0..3600 {
-        trace.push_str(&format!(
-            "2026-01-01T{:02}:{:02}:{:02}Z,{}\n",
-            i / 3600,
-            (i / 60) % 60,
-            i % 60,
-            20 + (i % 7) * 3
-        ));
-    }
-    std::fs::write(dir.join("load.csv"), trace).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    for f in 0..POLICIES / PER_FILE {
-        let text: String = (f * PER_FILE..(f + 1) * PER_FILE).map(policy).collect();
-        std::fs::write(dir.join(format!("policies/f{f:03}.scale")), text).unwrap();
-    }
-    let wasm = support::plugins().0.join("policyctl_record.wasm");
-    let text = format!(
-        r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:0",
-    dry_run: true,
-)"#,
-        wasm.display()
-    );
-    let loaded = config::Loaded {
-        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
-        text,
-        base: dir.to_path_buf(),
-    };
-    Service::new(loaded).unwrap_or_else(|e| panic!("{e}"))
+    common::service::resident_mib("VmRSS:")
 }
 
 fn bench(c: &mut Criterion) {
@@ -113,7 +55,12 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let before = rss_mib();
-    let service = setup(&dir);
+    let service = common::service::service(
+        &dir,
+        POLICIES,
+        "10s",
+        &support::plugins().0.join("policyctl_record.wasm"),
+    );
     let service_only = rss_mib();
     let loaded = Instant::now();
     tokio.block_on(policies::reload(&service));
@@ -222,7 +169,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 n += 1;
                 let name = format!("new{n}");
-                let text = policy(0).replace("\"p0\"", &format!("\"{name}\""));
+                let text = common::service::policy(0, "10s").replace("\"p0\"", &format!("\"{name}\""));
                 let started = Instant::now();
                 std::fs::write(dir.join(format!("policies/new{n}.scale")), text).unwrap();
                 loop {

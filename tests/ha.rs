@@ -7,47 +7,21 @@
 // Test code: a setup that fails should panic, with its reason.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
 
-use support::etcd::Cluster;
+use support::etcd::{Cluster, Instances, instance_config, leader_of, status};
 use support::{Serve, free_port, http, wait_until};
 
 /// The leader's lease, and the policy's `every`: a follower takes over within
 /// TTL + every (+ the campaign's pause of TTL/3).
 const TTL: u64 = 2;
 const COOLDOWN_MS: i64 = 3000;
-
-/// One `serve` instance's configuration: the shared policies and record log.
-fn config(dir: &Path, id: &str, port: u16, endpoints: &str) -> PathBuf {
-    config_with(dir, id, port, endpoints, "")
-}
-
-/// The same, with more coordination settings (`, shards: 3`).
-fn config_with(dir: &Path, id: &str, port: u16, endpoints: &str, more: &str) -> PathBuf {
-    let (wasm, _) = support::plugins();
-    let path = dir.join(format!("serve-{id}.ron"));
-    support::write(
-        &path,
-        &format!(
-            r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:{port}",
-    override_token: "secret",
-    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-test/", lease_ttl_s: {TTL}, id: Some("{id}"){more}),
-)"#,
-            wasm.join("policyctl_record.wasm").display()
-        ),
-    );
-    path
-}
 
 /// The policy: from 1 up to 24, one step per decision, one decision per 3 s at most.
 fn setup(dir: &Path) {
@@ -135,46 +109,27 @@ fn decisions_of(log: &[Value], policy: &str) -> Vec<Value> {
         .collect()
 }
 
-fn status(serve: &Serve) -> Value {
-    serde_json::from_str(&serve.get("/v1/status").1).unwrap_or(Value::Null)
-}
-
-fn leader_of(instances: &[Option<Serve>]) -> Option<usize> {
-    instances
-        .iter()
-        .position(|s| s.as_ref().is_some_and(|s| status(s)["leader"] == true))
-}
-
 #[test]
 fn a_killed_leader_is_replaced_within_its_lease_and_nothing_is_applied_twice() {
     let dir = support::scratch("ha-kill");
     setup(&dir);
     let cluster = Cluster::start(&dir);
-    let ids = ["a", "b", "c"];
-    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| config(&dir, id, *port, &cluster.endpoints()))
-        .collect();
-    let mut instances: Vec<Option<Serve>> = configs
-        .iter()
-        .zip(&ports)
-        .map(|(c, p)| Some(Serve::start(c, *p)))
-        .collect();
+    let mut fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, "");
+    let ids = fleet.ids.clone();
     assert!(
-        wait_until(20, || leader_of(&instances).is_some()),
+        wait_until(20, || leader_of(&fleet.running).is_some()),
         "no leader was elected"
     );
     // Exactly one leads, and every instance knows which.
-    let leader = leader_of(&instances).unwrap();
-    for s in instances.iter().flatten() {
+    let leader = leader_of(&fleet.running).unwrap();
+    for s in fleet.running.iter().flatten() {
         let st = status(s);
         assert_eq!(st["coordination"], "etcd");
         assert_eq!(st["leader_id"], ids[leader], "{st}");
     }
     assert_eq!(
-        instances
+        fleet
+            .running
             .iter()
             .flatten()
             .filter(|s| status(s)["leader"] == true)
@@ -194,16 +149,16 @@ fn a_killed_leader_is_replaced_within_its_lease_and_nothing_is_applied_twice() {
         if !wait_until(30, || decisions(&dir).len() > before) {
             break; // the ramp is done
         }
-        let Some(leader) = leader_of(&instances) else {
+        let Some(leader) = leader_of(&fleet.running) else {
             continue;
         };
         let killed = Instant::now();
-        drop(instances[leader].take()); // SIGKILL
-        let took_over = wait_until(TTL * 3 + 5, || leader_of(&instances).is_some());
+        fleet.kill(leader);
+        let took_over = wait_until(TTL * 3 + 5, || leader_of(&fleet.running).is_some());
         assert!(took_over, "round {round}: no instance took over");
         failovers.push(killed.elapsed());
         // The killed one comes back as a follower.
-        instances[leader] = Some(Serve::start(&configs[leader], ports[leader]));
+        fleet.restart(leader);
     }
     assert!(
         failovers.len() >= kills.min(15),
@@ -242,19 +197,9 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
     let dir = support::scratch("ha-quorum");
     setup(&dir);
     let mut cluster = Cluster::start(&dir);
-    let ids = ["a", "b"];
-    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-    let instances: Vec<Option<Serve>> = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, p)| {
-            Some(Serve::start(
-                &config(&dir, id, *p, &cluster.endpoints()),
-                *p,
-            ))
-        })
-        .collect();
-    assert!(wait_until(20, || leader_of(&instances).is_some()));
+    let fleet = Instances::start(&dir, &cluster, &["a", "b"], TTL, "");
+    let (ids, instances) = (&fleet.ids, &fleet.running);
+    assert!(wait_until(20, || leader_of(instances).is_some()));
     assert!(wait_until(20, || decisions(&dir).len() >= 2));
     // A follower forwards overrides to the leader (tests below); one that was already
     // forwarded it refuses (no second hop), naming the leader.
@@ -391,13 +336,7 @@ fn tls_to_an_etcd_that_asks_for_client_certificates() {
         .unwrap();
     let endpoints = format!("\"https://127.0.0.1:{client}\"");
     let with_tls = |id: &str, port: u16, tls: &str| {
-        let path = config(&dir, id, port, &endpoints);
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            &format!("id: Some(\"{id}\"))"),
-            &format!("id: Some(\"{id}\"), tls: Some({tls}))"),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        instance_config(&dir, id, port, &endpoints, TTL, &format!(", tls: Some({tls})"))
     };
     let (pa, pb) = (free_port(), free_port());
     let a = Serve::start(
@@ -451,18 +390,8 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
         );
     }
     let cluster = Cluster::start(&dir);
-    let ids = ["a", "b", "c"];
-    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-    let configs: Vec<PathBuf> = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, port)| config_with(&dir, id, *port, &cluster.endpoints(), ", shards: 3"))
-        .collect();
-    let mut instances: Vec<Option<Serve>> = configs
-        .iter()
-        .zip(&ports)
-        .map(|(c, p)| Some(Serve::start(c, *p)))
-        .collect();
+    let mut fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, ", shards: 3");
+    let ids = fleet.ids.clone();
     let owned = |instances: &[Option<Serve>]| -> Vec<Vec<u64>> {
         instances
             .iter()
@@ -483,11 +412,11 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
         o.iter().all(|s| s.len() == 1) && all == vec![0, 1, 2]
     };
     assert!(
-        wait_until(30, || one_each(&instances)),
+        wait_until(30, || one_each(&fleet.running)),
         "the shards were not spread one per instance: {:?}",
-        owned(&instances)
+        owned(&fleet.running)
     );
-    let st = status(instances[0].as_ref().unwrap());
+    let st = status(fleet.running[0].as_ref().unwrap());
     assert_eq!(st["shards"]["count"], 3, "{st}");
     assert_eq!(st["members"], serde_json::json!(["a", "b", "c"]), "{st}");
     assert_eq!(st["leader"], true, "{st}");
@@ -500,7 +429,7 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
         decisions(&dir)
     );
     // Each policy ticks on the instance that leads its shard, and only there.
-    let owners = owned(&instances);
+    let owners = owned(&fleet.running);
     let last_ticks = |instances: &[Option<Serve>]| -> Vec<Vec<Value>> {
         instances
             .iter()
@@ -512,9 +441,9 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
             })
             .collect()
     };
-    let before = last_ticks(&instances);
+    let before = last_ticks(&fleet.running);
     std::thread::sleep(Duration::from_millis(2500));
-    let after = last_ticks(&instances);
+    let after = last_ticks(&fleet.running);
     for (i, id) in ids.iter().enumerate() {
         for (p, name) in names.iter().enumerate() {
             let ticked = before[i][p] != after[i][p];
@@ -532,11 +461,11 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     let lost = owners[victim][0];
     let moved: Vec<&String> = names.iter().filter(|n| shard_of(n, SHARDS) == lost).collect();
     let killed = Instant::now();
-    drop(instances[victim].take());
+    fleet.kill(victim);
     assert!(
-        wait_until(TTL * 3 + 5, || owned(&instances).concat().contains(&lost)),
+        wait_until(TTL * 3 + 5, || owned(&fleet.running).concat().contains(&lost)),
         "shard {lost} was not taken over: {:?}",
-        owned(&instances)
+        owned(&fleet.running)
     );
     let took = killed.elapsed();
     eprintln!("shard {lost} moved {took:?} after its instance was killed");
@@ -557,11 +486,11 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     );
 
     // It comes back: one shard each again, handed over with its state.
-    instances[victim] = Some(Serve::start(&configs[victim], ports[victim]));
+    fleet.restart(victim);
     assert!(
-        wait_until(30, || one_each(&instances)),
+        wait_until(30, || one_each(&fleet.running)),
         "no shard was handed back: {:?}",
-        owned(&instances)
+        owned(&fleet.running)
     );
 
     // Every policy reaches the top, each decision once, none inside the cooldown.
@@ -581,13 +510,13 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
 
     // An override sent to an instance that does not lead the policy is forwarded to the
     // one that does, and so is its removal (at the count it has: nothing is applied).
-    let owners = owned(&instances);
+    let owners = owned(&fleet.running);
     let name = &names[0];
     let owner = owners
         .iter()
         .position(|o| o.contains(&shard_of(name, SHARDS)))
         .unwrap();
-    let other = instances[(owner + 1) % 3].as_ref().unwrap();
+    let other = fleet.running[(owner + 1) % 3].as_ref().unwrap();
     let auth = [
         ("Authorization", "Bearer secret"),
         ("Content-Type", "application/json"),
@@ -595,12 +524,12 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     let path = format!("/v1/policies/{name}/override");
     let (code, body) = http("POST", other.port, &path, &auth, r#"{"replicas": 14, "reason": "hold"}"#);
     assert_eq!(code, 200, "{body}");
-    let there = get_json(instances[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    let there = get_json(fleet.running[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
     assert_eq!(there["override"]["replicas"], 14, "{there}");
     assert_eq!(there["override"]["reason"], "hold", "{there}");
     let (code, body) = http("DELETE", other.port, &path, &auth, "");
     assert_eq!(code, 200, "{body}");
-    let there = get_json(instances[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    let there = get_json(fleet.running[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
     assert!(there["override"].is_null(), "{there}");
 }
 

@@ -1,4 +1,8 @@
-//! What several benchmarks share: generated policy files.
+//! What several benchmarks share: generated policy files, and a service over a
+//! generated fleet.
+#![allow(dead_code)]
+
+pub mod service;
 
 /// Four policies in the style of `policies/`: PromQL, a `let`, several rule kinds,
 /// limits and a schedule.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{free_port, http, wait_until};
+use super::{Serve, free_port, http, wait_until};
 
 pub struct Member {
     name: String,
@@ -124,3 +124,89 @@ impl Cluster {
     }
 }
 
+
+/// `serve` instances coordinating on a cluster: the `load` file source, the `record`
+/// plugin logging every actuation to the shared `out/d.jsonl`, the policies in
+/// `policies/`, the override token `secret`.
+pub struct Instances {
+    pub ids: Vec<String>,
+    pub ports: Vec<u16>,
+    pub configs: Vec<PathBuf>,
+    /// `None` while an instance is down.
+    pub running: Vec<Option<Serve>>,
+}
+
+impl Instances {
+    /// One instance per id, started in order; `more` adds coordination settings
+    /// (`", shards: 3"`).
+    pub fn start(dir: &Path, cluster: &Cluster, ids: &[&str], ttl_s: u64, more: &str) -> Instances {
+        let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+        let configs: Vec<PathBuf> = ids
+            .iter()
+            .zip(&ports)
+            .map(|(id, port)| instance_config(dir, id, *port, &cluster.endpoints(), ttl_s, more))
+            .collect();
+        let running = configs
+            .iter()
+            .zip(&ports)
+            .map(|(c, p)| Some(Serve::start(c, *p)))
+            .collect();
+        Instances {
+            ids: ids.iter().map(|i| (*i).to_string()).collect(),
+            ports,
+            configs,
+            running,
+        }
+    }
+
+    /// Kill (-9) instance `i`.
+    pub fn kill(&mut self, i: usize) {
+        drop(self.running[i].take());
+    }
+
+    /// Start instance `i` again, with its configuration.
+    pub fn restart(&mut self, i: usize) {
+        self.running[i] = Some(Serve::start(&self.configs[i], self.ports[i]));
+    }
+
+}
+
+/// Which running instance says it leads (`/v1/status`).
+pub fn leader_of(running: &[Option<Serve>]) -> Option<usize> {
+    running
+        .iter()
+        .position(|s| s.as_ref().is_some_and(|s| status(s)["leader"] == true))
+}
+
+/// An instance's `GET /v1/status`.
+pub fn status(serve: &Serve) -> serde_json::Value {
+    serde_json::from_str(&serve.get("/v1/status").1).unwrap_or(serde_json::Value::Null)
+}
+
+/// One instance's configuration file, in `dir`.
+pub fn instance_config(
+    dir: &Path,
+    id: &str,
+    port: u16,
+    endpoints: &str,
+    ttl_s: u64,
+    more: &str,
+) -> PathBuf {
+    let (wasm, _) = super::plugins();
+    let path = dir.join(format!("serve-{id}.ron"));
+    super::write(
+        &path,
+        &format!(
+            r#"(
+    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:{port}",
+    override_token: "secret",
+    coordination: Etcd(endpoints: [{endpoints}], prefix: "/policyctl-test/", lease_ttl_s: {ttl_s}, id: Some("{id}"){more}),
+)"#,
+            wasm.join("policyctl_record.wasm").display()
+        ),
+    );
+    path
+}
