@@ -4,6 +4,11 @@
 //! is the time from the kill to the first decision of the new leader (the tick time in
 //! its decision id, from the `record` plugin's log). `POLICYCTL_BENCH_KILLS` kills (10 by
 //! default). The bound: lease TTL + the campaign's pause (TTL / 3) + one `every`.
+//!
+//! Then sharding: three instances with `shards: 3` over `POLICYCTL_BENCH_SHARDED`
+//! policies (3,000 by default) at `every 15s`, on a fresh cluster: the state traffic to
+//! etcd per second (puts, transactions, bytes received from clients, from the members'
+//! own `/metrics`) and each instance's resident memory.
 
 // Benchmark code: a setup that fails should panic, with its reason.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +21,9 @@ use serde_json::Value;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::etcd::{Cluster, Instances, leader_of};
+mod common;
+
+use support::etcd::{Cluster, Instances, leader_of, status};
 use support::wait_until;
 
 const TTL: u64 = 2;
@@ -96,4 +103,101 @@ fn main() {
         worst <= bound,
         "a failover took {worst:?}, above TTL + TTL/3 + every (+0.5 s): {bound:?}"
     );
+    drop(fleet);
+    drop(cluster);
+    sharded();
+}
+
+/// The sum of a counter over its series in a Prometheus text exposition.
+fn counter(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// etcd's counters, summed over the members: (puts, transactions, bytes from clients).
+/// Every member applies every write, so puts and transactions are divided by the
+/// member count; bytes are received by the member a client talks to.
+fn etcd_counters(cluster: &Cluster) -> (f64, f64, f64) {
+    let (mut puts, mut txns, mut bytes) = (0.0, 0.0, 0.0);
+    for m in &cluster.members {
+        let (_, body) = support::http("GET", m.client, "/metrics", &[], "");
+        puts += counter(&body, "etcd_mvcc_put_total");
+        txns += counter(&body, "etcd_mvcc_txn_total");
+        bytes += counter(&body, "etcd_network_client_grpc_received_bytes_total");
+    }
+    let n = cluster.members.len() as f64;
+    (puts / n, txns / n, bytes)
+}
+
+fn rss_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn sharded() {
+    let count: usize = std::env::var("POLICYCTL_BENCH_SHARDED")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(3000);
+    let dir = support::scratch("bench-ha-shards");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    support::write(
+        &dir.join("load.csv"),
+        &support::per_second_trace("q", 60, |i| (20 + (i % 7) * 3).to_string()),
+    );
+    for f in 0..count.div_ceil(common::service::PER_FILE) {
+        let per = common::service::PER_FILE;
+        let text: String = (f * per..((f + 1) * per).min(count))
+            .map(|i| common::service::policy(i, "15s"))
+            .collect();
+        support::write(&dir.join(format!("policies/f{f:04}.scale")), &text);
+    }
+    let cluster = Cluster::start(&dir);
+    let fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, ", shards: 3");
+    let owned = |s: &support::Serve| {
+        status(s)["shards"]["owned"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert!(
+        wait_until(180, || fleet
+            .running
+            .iter()
+            .flatten()
+            .all(|s| owned(s) == 1)),
+        "the shards were not spread one per instance"
+    );
+    // Two rounds to settle (every policy's first tick comes when it is adopted), then
+    // 60 s measured: four rounds.
+    std::thread::sleep(Duration::from_secs(30));
+    let (p0, t0, b0) = etcd_counters(&cluster);
+    let measured = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let (p1, t1, b1) = etcd_counters(&cluster);
+    let secs = measured.elapsed().as_secs_f64();
+    let ticks_per_s = count as f64 / 15.0;
+    let rss: Vec<String> = fleet
+        .running
+        .iter()
+        .flatten()
+        .map(|s| format!("{:.0}", rss_of(s.child.id())))
+        .collect();
+    println!(
+        "sharded: {count} policies at every 15s ({ticks_per_s:.0} ticks/s), 3 instances, shards: 3: state traffic to etcd {:.0} puts/s ({:.2} per tick) in {:.1} transactions/s, {:.0} KiB/s from clients; resident memory per instance {} MiB",
+        (p1 - p0) / secs,
+        (p1 - p0) / secs / ticks_per_s,
+        (t1 - t0) / secs,
+        (b1 - b0) / secs / 1024.0,
+        rss.join(" / ")
+    );
+    assert!(p1 > p0, "no state was written to etcd");
 }

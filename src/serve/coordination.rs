@@ -32,6 +32,9 @@ use super::persist::PolicyState;
 /// At most this many writes in one transaction (etcd's default limit is 128 operations).
 const OPS_PER_TXN: usize = 100;
 
+/// States read from etcd per request when a shard is adopted.
+const PAGE: usize = 1000;
+
 /// The shard of a policy among `shards`: FNV-1a of its name, modulo the count. Stable
 /// across versions and instances (every instance must agree).
 pub fn shard_of(policy: &str, shards: u32) -> u32 {
@@ -290,34 +293,58 @@ impl Coordinator {
         *lock(&self.note) = note;
     }
 
-    /// The state of every policy of `shard` as its last leader left it.
+    /// The state of every policy of `shard` as its last leader left it. Read in pages
+    /// of [`PAGE`] keys, so that a large fleet's states never make one answer larger
+    /// than a gRPC message may be (4 MiB by default).
     pub async fn load(&self, shard: u32) -> Result<BTreeMap<String, PolicyState>, String> {
         let mut client = self.client.clone();
         let prefix = format!("{}state/", self.prefix);
-        let response = tokio::time::timeout(
-            self.ttl,
-            client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
-        )
-        .await
-        .map_err(|_| "etcd did not answer in time".to_string())?
-        .map_err(|e| format!("cannot read the state from etcd: {e}"))?;
+        // The end of the prefix's range: its last byte plus one ('/' + 1 = '0').
+        let mut end = prefix.clone().into_bytes();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut from = prefix.clone().into_bytes();
         let mut out = BTreeMap::new();
-        for kv in response.kvs() {
-            let Ok(key) = kv.key_str() else { continue };
-            let name = key.strip_prefix(&prefix).unwrap_or(key).to_string();
-            if shard_of(&name, self.shards) != shard {
-                continue;
+        loop {
+            let response = tokio::time::timeout(
+                self.ttl,
+                client.get(
+                    from.clone(),
+                    Some(
+                        GetOptions::new()
+                            .with_range(end.clone())
+                            .with_limit(PAGE as i64),
+                    ),
+                ),
+            )
+            .await
+            .map_err(|_| "etcd did not answer in time".to_string())?
+            .map_err(|e| format!("cannot read the state from etcd: {e}"))?;
+            for kv in response.kvs() {
+                let Ok(key) = kv.key_str() else { continue };
+                let name = key.strip_prefix(&prefix).unwrap_or(key).to_string();
+                if shard_of(&name, self.shards) != shard {
+                    continue;
+                }
+                match serde_json::from_slice::<PolicyState>(kv.value()) {
+                    Ok(state) => {
+                        out.insert(name, state);
+                    }
+                    Err(e) => {
+                        tracing::error!(policy = %name, "the state in etcd is unreadable; the policy starts afresh: {e}")
+                    }
+                }
             }
-            match serde_json::from_slice::<PolicyState>(kv.value()) {
-                Ok(state) => {
-                    out.insert(name, state);
+            match response.kvs().last() {
+                Some(last) if response.more() => {
+                    // The next page starts just after the last key read.
+                    from = last.key().to_vec();
+                    from.push(0);
                 }
-                Err(e) => {
-                    tracing::error!(policy = %name, "the state in etcd is unreadable; the policy starts afresh: {e}")
-                }
+                _ => return Ok(out),
             }
         }
-        Ok(out)
     }
 
     /// Write policies' states, each fenced by its shard's key. Policies of shards this
@@ -402,107 +429,121 @@ impl Coordinator {
     }
 
     /// Keep a lease and campaign for a fair share of the shards until `stopping`.
-    /// A shard counts as led only once `hooks.adopt` has put its state in place.
+    /// A shard counts as led only once `hooks.adopt` has put its state in place. The
+    /// lease is kept alive by a task of its own, so that a long adoption or hand-over
+    /// (a large shard's states) never delays a keep-alive.
     pub async fn campaign(
         self: Arc<Self>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
         hooks: Arc<dyn Hooks>,
     ) {
         let pause = self.ttl / 3;
-        let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+        let keeper = tokio::spawn(self.clone().keep_alive(stopping.clone()));
         while !stopping.load(std::sync::atomic::Ordering::Acquire) {
-            if let Err(e) = self.round(&mut keeper, hooks.as_ref()).await {
+            if let Err(e) = self.round(hooks.as_ref()).await {
                 self.set_note(Some(e.clone()));
                 tracing::warn!(id = %self.id, "coordination: {e}");
             }
             tokio::time::sleep(pause).await;
         }
+        keeper.abort();
     }
 
-    /// One round: keep the lease alive (or take one), look at who holds what, take or
+    /// Renew this instance's lease every TTL/3 while it has one; when it cannot be
+    /// renewed in time, or has expired, every shard is lost at once.
+    async fn keep_alive(self: Arc<Self>, stopping: Arc<std::sync::atomic::AtomicBool>) {
+        let every = self.ttl / 3;
+        let mut client = self.client.clone();
+        let mut stream: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)> = None;
+        while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::time::sleep(every).await;
+            let Some(session) = *lock(&self.session) else {
+                stream = None;
+                continue;
+            };
+            if stream.as_ref().is_none_or(|(lease, _, _)| *lease != session.lease) {
+                stream = tokio::time::timeout(every, client.lease_keep_alive(session.lease))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|(k, s)| (session.lease, k, s));
+            }
+            let sent = Instant::now();
+            let renewed = match stream.as_mut() {
+                Some((_, k, s)) => tokio::time::timeout(every, async {
+                    k.keep_alive().await.map_err(|e| e.to_string())?;
+                    s.message().await.map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|_| Err("keep-alive unanswered".into())),
+                None => Err("no keep-alive stream".into()),
+            };
+            match renewed {
+                Ok(Some(r)) if r.ttl() > 0 => {
+                    let granted = Duration::from_secs(r.ttl() as u64).min(self.ttl);
+                    if let Some(s) = lock(&self.session).as_mut()
+                        && s.lease == session.lease
+                    {
+                        s.valid_until = sent + granted;
+                    }
+                }
+                Ok(_) => {
+                    stream = None;
+                    self.lose_all("the lease expired");
+                }
+                Err(e) => {
+                    // A new stream next time, while the lease may still live.
+                    stream = None;
+                    if self.alive() {
+                        self.set_note(Some(format!("keep-alive failed: {e}")));
+                    } else {
+                        self.lose_all(
+                            "the lease could not be renewed in time (is etcd reachable?)",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round: take a lease when there is none, look at who holds what, take or
     /// give back shards.
-    async fn round(
-        &self,
-        keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-        hooks: &dyn Hooks,
-    ) -> Result<(), String> {
+    async fn round(&self, hooks: &dyn Hooks) -> Result<(), String> {
         let mut client = self.client.clone();
         let timeout = self.ttl / 3;
         let answer = |what: &'static str| move |e: etcd_client::Error| format!("{what}: {e}");
 
-        // The lease: renewed, or a new one (with the member key) when there is none.
-        let session = *lock(&self.session);
-        match session {
-            Some(session) => {
-                let sent = Instant::now();
-                let renewed = match keeper.as_mut() {
-                    Some((k, stream)) => tokio::time::timeout(timeout, async {
-                        k.keep_alive().await.map_err(|e| e.to_string())?;
-                        stream.message().await.map_err(|e| e.to_string())
-                    })
-                    .await
-                    .unwrap_or_else(|_| Err("keep-alive unanswered".into())),
-                    None => Err("no keep-alive stream".into()),
-                };
-                match renewed {
-                    Ok(Some(r)) if r.ttl() > 0 => {
-                        let granted = Duration::from_secs(r.ttl() as u64).min(self.ttl);
-                        if let Some(s) = lock(&self.session).as_mut() {
-                            s.valid_until = sent + granted;
-                        }
-                    }
-                    Ok(_) => {
-                        *keeper = None;
-                        self.lose_all("the lease expired");
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        // Try again next round on a new stream, while the lease may live.
-                        *keeper = tokio::time::timeout(timeout, client.lease_keep_alive(session.lease))
-                            .await
-                            .ok()
-                            .and_then(Result::ok);
-                        if !self.alive() {
-                            *keeper = None;
-                            self.lose_all("the lease could not be renewed in time (is etcd reachable?)");
-                            return Ok(());
-                        }
-                        return Err(format!("keep-alive failed: {e}"));
-                    }
-                }
+        // A lease (with the member key) when there is none.
+        if !self.alive() {
+            if lock(&self.session).is_some() {
+                self.lose_all("the lease could not be renewed in time (is etcd reachable?)");
             }
-            None => {
-                let sent = Instant::now();
-                let lease = tokio::time::timeout(
-                    timeout,
-                    client.lease_grant(self.ttl.as_secs() as i64, None),
-                )
-                .await
-                .map_err(|_| "etcd did not answer in time".to_string())?
-                .map_err(answer("cannot take a lease"))?;
-                let granted = Duration::from_secs(lease.ttl().max(0) as u64).min(self.ttl);
-                let put = tokio::time::timeout(
-                    timeout,
-                    client.put(
-                        self.member_key(),
-                        serde_json::json!({ "id": self.id, "api": self.api }).to_string(),
-                        Some(PutOptions::new().with_lease(lease.id())),
-                    ),
-                )
-                .await;
-                if !matches!(put, Ok(Ok(_))) {
-                    let _ = client.lease_revoke(lease.id()).await;
-                    return Err("cannot register as a member".into());
-                }
-                *keeper = tokio::time::timeout(timeout, client.lease_keep_alive(lease.id()))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                *lock(&self.session) = Some(Session {
-                    lease: lease.id(),
-                    valid_until: sent + granted,
-                });
+            let sent = Instant::now();
+            let lease = tokio::time::timeout(
+                timeout,
+                client.lease_grant(self.ttl.as_secs() as i64, None),
+            )
+            .await
+            .map_err(|_| "etcd did not answer in time".to_string())?
+            .map_err(answer("cannot take a lease"))?;
+            let granted = Duration::from_secs(lease.ttl().max(0) as u64).min(self.ttl);
+            let put = tokio::time::timeout(
+                timeout,
+                client.put(
+                    self.member_key(),
+                    serde_json::json!({ "id": self.id, "api": self.api }).to_string(),
+                    Some(PutOptions::new().with_lease(lease.id())),
+                ),
+            )
+            .await;
+            if !matches!(put, Ok(Ok(_))) {
+                let _ = client.lease_revoke(lease.id()).await;
+                return Err("cannot register as a member".into());
             }
+            *lock(&self.session) = Some(Session {
+                lease: lease.id(),
+                valid_until: sent + granted,
+            });
         }
         let Some(session) = *lock(&self.session) else {
             return Ok(());

@@ -9,7 +9,7 @@ use super::{Serve, free_port, http, wait_until};
 
 pub struct Member {
     name: String,
-    client: u16,
+    pub client: u16,
     peer: u16,
     dir: PathBuf,
     cluster: String,
