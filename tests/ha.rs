@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::etcd::{Cluster, Instances, instance_config, leader_of, status};
+use support::etcd::{Cluster, Instances, instance_config, leader_of, shard_of, status};
 use support::{Serve, free_port, http, wait_until};
 
 /// The leader's lease, and the policy's `every`: a follower takes over within
@@ -51,17 +51,6 @@ fn ramp(name: &str, top: u32) -> String {
     format!(
         "policy \"{name}\" {{\n  target audit \"{name}\"\n  replicas 1..{top}\n  every 1s\n  metric load = load \"load\"\n  desired = load\n  limit up 1 per 3s\n  cooldown up 3s\n  stabilize down 0s\n}}\n"
     )
-}
-
-/// The shard of a policy, as docs/ha.md defines it: FNV-1a of its name, modulo the
-/// shard count.
-fn shard_of(name: &str, shards: u64) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash % shards
 }
 
 /// Every line of the record log.

@@ -210,3 +210,14 @@ pub fn instance_config(
     );
     path
 }
+
+/// The shard of a policy, as docs/ha.md defines it (written here independently of the
+/// service's code): FNV-1a of its name, modulo the shard count.
+pub fn shard_of(name: &str, shards: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash % shards
+}
