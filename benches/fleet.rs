@@ -81,9 +81,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let skipped_at_start = skipped_now();
-    while ran.elapsed() < deadline
-        && slots.iter().any(|s| s.history_len() < rounds + 1)
-    {
+    while ran.elapsed() < deadline && slots.iter().any(|s| s.history_len() < rounds + 1) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let ticked = slots.iter().map(|s| s.history_len()).min().unwrap_or(0);
@@ -104,8 +102,13 @@ fn main() {
     writer.abort();
 
     let pct = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
-    println!("fleet: {count} policies at every 15s, one instance, file store, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("  loaded and checked in {load_s:.1} s; resident {after_load:.0} MiB after loading ({before:.0} MiB before)");
+    println!(
+        "fleet: {count} policies at every 15s, one instance, file store, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "  loaded and checked in {load_s:.1} s; resident {after_load:.0} MiB after loading ({before:.0} MiB before)"
+    );
     println!(
         "  {ticked} ticks or more per policy in {:.0} s; ticks skipped (the last still running): {skipped} after the first round ({skipped_at_start} of the first ticks, at loading)",
         ran.elapsed().as_secs_f64()
@@ -117,9 +120,15 @@ fn main() {
         late.last().copied().unwrap_or(0),
         EVERY_MS
     );
-    println!("  resident memory: {rss:.0} MiB now, peak {peak:.0} MiB (goal under 400 MB = 381 MiB)");
+    println!(
+        "  resident memory: {rss:.0} MiB now, peak {peak:.0} MiB (goal under 400 MB = 381 MiB)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(ticked > rounds, "not every policy ticked {} times", rounds + 1);
+    assert!(
+        ticked > rounds,
+        "not every policy ticked {} times",
+        rounds + 1
+    );
     assert!(skipped == 0.0, "{skipped} ticks were skipped");
     assert!(
         late.last().copied().unwrap_or(0) < EVERY_MS / 3,

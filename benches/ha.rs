@@ -56,7 +56,10 @@ fn main() {
     );
     let cluster = Cluster::start(&dir);
     let mut fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, "");
-    assert!(wait_until(20, || leader_of(&fleet.running).is_some()), "no leader");
+    assert!(
+        wait_until(20, || leader_of(&fleet.running).is_some()),
+        "no leader"
+    );
 
     let kills: usize = std::env::var("POLICYCTL_BENCH_KILLS")
         .ok()
@@ -163,11 +166,7 @@ fn sharded() {
     }
     let cluster = Cluster::start(&dir);
     let fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, ", shards: 3");
-    let owned = |s: &support::Serve| {
-        status(s)["shards"]["owned"]
-            .as_array()
-            .map_or(0, Vec::len)
-    };
+    let owned = |s: &support::Serve| status(s)["shards"]["owned"].as_array().map_or(0, Vec::len);
     assert!(
         wait_until(180, || fleet
             .running
@@ -202,8 +201,13 @@ fn sharded() {
     let mut late: Vec<i64> = (0..count.min(300))
         .filter_map(|i| {
             let name = format!("p{i}");
-            let owner = owners.iter().position(|o| o.contains(&shard_of(&name, 3)))?;
-            let body = fleet.running[owner].as_ref()?.get(&format!("/v1/policies/{name}")).1;
+            let owner = owners
+                .iter()
+                .position(|o| o.contains(&shard_of(&name, 3)))?;
+            let body = fleet.running[owner]
+                .as_ref()?
+                .get(&format!("/v1/policies/{name}"))
+                .1;
             let at = serde_json::from_str::<Value>(&body).ok()?["last"]["at"]
                 .as_str()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())?;

@@ -169,7 +169,8 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 n += 1;
                 let name = format!("new{n}");
-                let text = common::service::policy(0, "10s").replace("\"p0\"", &format!("\"{name}\""));
+                let text =
+                    common::service::policy(0, "10s").replace("\"p0\"", &format!("\"{name}\""));
                 let started = Instant::now();
                 std::fs::write(dir.join(format!("policies/new{n}.scale")), text).unwrap();
                 loop {

@@ -65,8 +65,10 @@ fn stream_until(port: u16, last: Option<&str>, wanted: &str, secs: u64) -> Strin
         .unwrap();
     let last = last.map_or(String::new(), |id| format!("last-event-id: {id}\r\n"));
     s.write_all(
-        format!("GET /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n{last}\r\n")
-            .as_bytes(),
+        format!(
+            "GET /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n{last}\r\n"
+        )
+        .as_bytes(),
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -327,9 +329,16 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
             .map(|id| id.parse().unwrap())
             .collect()
     };
-    let seen = *ids(&events).last().unwrap_or_else(|| panic!("no id: {events}"));
+    let seen = *ids(&events)
+        .last()
+        .unwrap_or_else(|| panic!("no id: {events}"));
     std::thread::sleep(Duration::from_millis(2500));
-    let again = stream_until(port, Some(&seen.to_string()), &format!("id: {}", seen + 2), 10);
+    let again = stream_until(
+        port,
+        Some(&seen.to_string()),
+        &format!("id: {}", seen + 2),
+        10,
+    );
     let replayed = ids(&again);
     assert_eq!(replayed.first(), Some(&(seen + 1)), "{again}");
     assert!(
@@ -339,7 +348,10 @@ fn every_route_is_documented_and_every_response_matches_the_document() {
     assert!(!again.contains("event: lagged"), "{again}");
     // An id from before this process: whatever is kept, and a `lagged` of unknown size.
     let old = stream_until(port, Some("1"), "event: tick", 10);
-    assert!(old.contains("event: lagged\ndata: {\"missed\":null}"), "{old}");
+    assert!(
+        old.contains("event: lagged\ndata: {\"missed\":null}"),
+        "{old}"
+    );
 
     // Missing data is logged when it starts, not at every tick.
     let logs = serve.logs();

@@ -325,7 +325,14 @@ fn tls_to_an_etcd_that_asks_for_client_certificates() {
         .unwrap();
     let endpoints = format!("\"https://127.0.0.1:{client}\"");
     let with_tls = |id: &str, port: u16, tls: &str| {
-        instance_config(&dir, id, port, &endpoints, TTL, &format!(", tls: Some({tls})"))
+        instance_config(
+            &dir,
+            id,
+            port,
+            &endpoints,
+            TTL,
+            &format!(", tls: Some({tls})"),
+        )
     };
     let (pa, pb) = (free_port(), free_port());
     let a = Serve::start(
@@ -411,9 +418,11 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     assert_eq!(st["leader"], true, "{st}");
     // Every policy decides, each on the instance that leads its shard.
     assert!(
-        wait_until(30, || names
-            .iter()
-            .all(|n| !decisions_of(&decisions(&dir), n).is_empty())),
+        wait_until(30, || names.iter().all(|n| !decisions_of(
+            &decisions(&dir),
+            n
+        )
+        .is_empty())),
         "not every policy decided: {:#?}",
         decisions(&dir)
     );
@@ -425,7 +434,10 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
             .map(|s| {
                 names
                     .iter()
-                    .map(|n| get_json(s.as_ref().unwrap(), &format!("/v1/policies/{n}"))["last"]["at"].clone())
+                    .map(|n| {
+                        get_json(s.as_ref().unwrap(), &format!("/v1/policies/{n}"))["last"]["at"]
+                            .clone()
+                    })
                     .collect()
             })
             .collect()
@@ -448,11 +460,16 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     // Kill one: its shard moves to another instance within TTL + every (+ a pause).
     let victim = 1;
     let lost = owners[victim][0];
-    let moved: Vec<&String> = names.iter().filter(|n| shard_of(n, SHARDS) == lost).collect();
+    let moved: Vec<&String> = names
+        .iter()
+        .filter(|n| shard_of(n, SHARDS) == lost)
+        .collect();
     let killed = Instant::now();
     fleet.kill(victim);
     assert!(
-        wait_until(TTL * 3 + 5, || owned(&fleet.running).concat().contains(&lost)),
+        wait_until(TTL * 3 + 5, || owned(&fleet.running)
+            .concat()
+            .contains(&lost)),
         "shard {lost} was not taken over: {:?}",
         owned(&fleet.running)
     );
@@ -484,9 +501,12 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
 
     // Every policy reaches the top, each decision once, none inside the cooldown.
     assert!(
-        wait_until(90, || names
-            .iter()
-            .all(|n| decisions_of(&decisions(&dir), n).last().is_some_and(|d| d["to"] == 14))),
+        wait_until(90, || names.iter().all(|n| decisions_of(
+            &decisions(&dir),
+            n
+        )
+        .last()
+        .is_some_and(|d| d["to"] == 14))),
         "not every policy reached 14: {:#?}",
         decisions(&dir)
     );
@@ -511,14 +531,26 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
         ("Content-Type", "application/json"),
     ];
     let path = format!("/v1/policies/{name}/override");
-    let (code, body) = http("POST", other.port, &path, &auth, r#"{"replicas": 14, "reason": "hold"}"#);
+    let (code, body) = http(
+        "POST",
+        other.port,
+        &path,
+        &auth,
+        r#"{"replicas": 14, "reason": "hold"}"#,
+    );
     assert_eq!(code, 200, "{body}");
-    let there = get_json(fleet.running[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    let there = get_json(
+        fleet.running[owner].as_ref().unwrap(),
+        &format!("/v1/policies/{name}"),
+    );
     assert_eq!(there["override"]["replicas"], 14, "{there}");
     assert_eq!(there["override"]["reason"], "hold", "{there}");
     let (code, body) = http("DELETE", other.port, &path, &auth, "");
     assert_eq!(code, 200, "{body}");
-    let there = get_json(fleet.running[owner].as_ref().unwrap(), &format!("/v1/policies/{name}"));
+    let there = get_json(
+        fleet.running[owner].as_ref().unwrap(),
+        &format!("/v1/policies/{name}"),
+    );
     assert!(there["override"].is_null(), "{there}");
 }
 

@@ -285,7 +285,10 @@ impl Coordinator {
         if leader == self.id {
             return None;
         }
-        let api = lock(&self.apis).get(&leader).cloned().filter(|a| !a.is_empty())?;
+        let api = lock(&self.apis)
+            .get(&leader)
+            .cloned()
+            .filter(|a| !a.is_empty())?;
         Some((leader, api))
     }
 
@@ -461,7 +464,10 @@ impl Coordinator {
                 stream = None;
                 continue;
             };
-            if stream.as_ref().is_none_or(|(lease, _, _)| *lease != session.lease) {
+            if stream
+                .as_ref()
+                .is_none_or(|(lease, _, _)| *lease != session.lease)
+            {
                 stream = tokio::time::timeout(every, client.lease_keep_alive(session.lease))
                     .await
                     .ok()
@@ -519,13 +525,11 @@ impl Coordinator {
                 self.lose_all("the lease could not be renewed in time (is etcd reachable?)");
             }
             let sent = Instant::now();
-            let lease = tokio::time::timeout(
-                timeout,
-                client.lease_grant(self.ttl.as_secs() as i64, None),
-            )
-            .await
-            .map_err(|_| "etcd did not answer in time".to_string())?
-            .map_err(answer("cannot take a lease"))?;
+            let lease =
+                tokio::time::timeout(timeout, client.lease_grant(self.ttl.as_secs() as i64, None))
+                    .await
+                    .map_err(|_| "etcd did not answer in time".to_string())?
+                    .map_err(answer("cannot take a lease"))?;
             let granted = Duration::from_secs(lease.ttl().max(0) as u64).min(self.ttl);
             let put = tokio::time::timeout(
                 timeout,
@@ -567,7 +571,10 @@ impl Coordinator {
             let value: serde_json::Value =
                 serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({ "id": text }));
             if let Some(id) = value["id"].as_str() {
-                apis.insert(id.to_string(), value["api"].as_str().unwrap_or_default().to_string());
+                apis.insert(
+                    id.to_string(),
+                    value["api"].as_str().unwrap_or_default().to_string(),
+                );
             }
         }
         let members: Vec<String> = apis.keys().cloned().collect();
@@ -618,7 +625,13 @@ impl Coordinator {
             // A member joined: hand over one shard, its state written first.
             let last = lock(&self.held).iter().next_back().map(|(s, h)| (*s, *h));
             if let Some((shard, h)) = last {
-                lock(&self.held).insert(shard, Held { ticking: false, ..h });
+                lock(&self.held).insert(
+                    shard,
+                    Held {
+                        ticking: false,
+                        ..h
+                    },
+                );
                 hooks.flush().await;
                 let key = self.shard_key(shard);
                 let release = Txn::new()
@@ -650,7 +663,11 @@ impl Coordinator {
         let mut client = self.client.clone();
         let key = self.shard_key(shard);
         let txn = Txn::new()
-            .when(vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .when(vec![Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
             .and_then(vec![TxnOp::put(
                 key.clone(),
                 self.id.clone(),
@@ -665,20 +682,39 @@ impl Coordinator {
         }
         let revision = response.header().map_or(0, |h| h.revision());
         // The state the last leader left, into place before the first tick.
-        lock(&self.held).insert(shard, Held { revision, ticking: false });
+        lock(&self.held).insert(
+            shard,
+            Held {
+                revision,
+                ticking: false,
+            },
+        );
         if let Err(e) = hooks.adopt(shard).await {
             lock(&self.held).remove(&shard);
             let release = Txn::new()
-                .when(vec![Compare::create_revision(key.clone(), CompareOp::Equal, revision)])
+                .when(vec![Compare::create_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    revision,
+                )])
                 .and_then(vec![TxnOp::delete(key, None)]);
             let _ = client.txn(release).await;
-            return Err(format!("elected for {}, but {e}; stepped down", self.shard_name(shard)));
+            return Err(format!(
+                "elected for {}, but {e}; stepped down",
+                self.shard_name(shard)
+            ));
         }
         if !self.alive() {
             lock(&self.held).remove(&shard);
             return Err("elected, but the lease ran out while loading the state".into());
         }
-        lock(&self.held).insert(shard, Held { revision, ticking: true });
+        lock(&self.held).insert(
+            shard,
+            Held {
+                revision,
+                ticking: true,
+            },
+        );
         lock(&self.leaders).insert(shard, self.id.clone());
         if self.shards == 1 {
             tracing::info!(id = %self.id, revision, "leadership won: this instance ticks and actuates");

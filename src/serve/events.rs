@@ -120,13 +120,16 @@ impl Events {
             };
         };
         let replay: Vec<Event> = recent.iter().filter(|e| e.id > last).cloned().collect();
-        let oldest = replay.first().map_or(self.next.load(Ordering::Relaxed), |e| e.id);
-        let lost = if last < self.first.saturating_sub(1) || last >= self.next.load(Ordering::Relaxed) {
-            // From another process (or a made-up id): nobody can say what was missed.
-            None
-        } else {
-            Some(oldest - last - 1)
-        };
+        let oldest = replay
+            .first()
+            .map_or(self.next.load(Ordering::Relaxed), |e| e.id);
+        let lost =
+            if last < self.first.saturating_sub(1) || last >= self.next.load(Ordering::Relaxed) {
+                // From another process (or a made-up id): nobody can say what was missed.
+                None
+            } else {
+                Some(oldest - last - 1)
+            };
         Subscription { replay, lost, live }
     }
 }

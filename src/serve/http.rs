@@ -453,8 +453,14 @@ async fn set_override(
         Ok(name) => name,
         Err(r) => return *r,
     };
-    if let Some(answered) =
-        elsewhere(&service, &name, reqwest::Method::POST, &headers, body.clone()).await
+    if let Some(answered) = elsewhere(
+        &service,
+        &name,
+        reqwest::Method::POST,
+        &headers,
+        body.clone(),
+    )
+    .await
     {
         return answered;
     }
@@ -542,7 +548,10 @@ async fn elsewhere(
     let refused = |why: &str| {
         Some(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("this instance ({}) does not lead `{policy}`{why}; send the override to its leader ({leader}, see GET /v1/status)", status.id),
+            &format!(
+                "this instance ({}) does not lead `{policy}`{why}; send the override to its leader ({leader}, see GET /v1/status)",
+                status.id
+            ),
         ))
     };
     if headers.contains_key(FORWARDED_BY) {

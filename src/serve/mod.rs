@@ -398,7 +398,11 @@ impl Service {
             tracing::error!("{w}");
         }
         let (written, _) = tokio::sync::watch::channel(0);
-        let shards = loaded.config.coordination.etcd().map_or(1, |e| e.shards.max(1));
+        let shards = loaded
+            .config
+            .coordination
+            .etcd()
+            .map_or(1, |e| e.shards.max(1));
         Ok(Arc::new(Service {
             shards,
             loaded,
@@ -1504,8 +1508,8 @@ pub async fn run(loaded: Loaded) -> Result<(), StartError> {
                     password,
                     tls,
                 )
-                    .await
-                    .map_err(StartError)?,
+                .await
+                .map_err(StartError)?,
             );
             let _ = service.coordinator.set(coordinator.clone());
             let hooks = Arc::new(Elected(service.clone()));

@@ -21,7 +21,9 @@ impl Member {
         let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
-            .unwrap_or_else(|| panic!("etcd is not installed: `.ci/run` installs Debian's `etcd-server`"));
+            .unwrap_or_else(|| {
+                panic!("etcd is not installed: `.ci/run` installs Debian's `etcd-server`")
+            });
         let log = std::fs::File::create(self.dir.with_extension("log"))
             .unwrap_or_else(|e| panic!("etcd's log: {e}"));
         let child = Command::new(etcd)
@@ -124,7 +126,6 @@ impl Cluster {
     }
 }
 
-
 /// `serve` instances coordinating on a cluster: the `load` file source, the `record`
 /// plugin logging every actuation to the shared `out/d.jsonl`, the policies in
 /// `policies/`, the override token `secret`.
@@ -168,7 +169,6 @@ impl Instances {
     pub fn restart(&mut self, i: usize) {
         self.running[i] = Some(Serve::start(&self.configs[i], self.ports[i]));
     }
-
 }
 
 /// Which running instance says it leads (`/v1/status`).
