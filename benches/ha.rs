@@ -23,7 +23,7 @@ mod support;
 
 mod common;
 
-use support::etcd::{Cluster, Instances, leader_of, shard_of, status};
+use support::etcd::{Cluster, Instances, leader_of, owned_shards, shard_of};
 use support::wait_until;
 
 const TTL: u64 = 2;
@@ -166,13 +166,12 @@ fn sharded() {
     }
     let cluster = Cluster::start(&dir);
     let fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, ", shards: 3");
-    let owned = |s: &support::Serve| status(s)["shards"]["owned"].as_array().map_or(0, Vec::len);
     assert!(
         wait_until(180, || fleet
             .running
             .iter()
             .flatten()
-            .all(|s| owned(s) == 1)),
+            .all(|s| owned_shards(Some(s)).len() == 1)),
         "the shards were not spread one per instance"
     );
     // Two rounds to settle (every policy's first tick comes when it is adopted), then
@@ -189,14 +188,7 @@ fn sharded() {
     let owners: Vec<Vec<u64>> = fleet
         .running
         .iter()
-        .map(|s| {
-            s.as_ref().map_or(Vec::new(), |s| {
-                status(s)["shards"]["owned"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                    .unwrap_or_default()
-            })
-        })
+        .map(|s| owned_shards(s.as_ref()))
         .collect();
     let mut late: Vec<i64> = (0..count.min(300))
         .filter_map(|i| {

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 mod support;
 
-use support::etcd::{Cluster, Instances, instance_config, leader_of, shard_of, status};
+use support::etcd::{
+    Cluster, Instances, instance_config, leader_of, owned_shards, shard_of, status,
+};
 use support::{Serve, free_port, http, wait_until};
 
 /// The leader's lease, and the policy's `every`: a follower takes over within
@@ -389,17 +391,7 @@ fn with_shards_each_instance_leads_its_part_and_a_dead_ones_part_moves() {
     let mut fleet = Instances::start(&dir, &cluster, &["a", "b", "c"], TTL, ", shards: 3");
     let ids = fleet.ids.clone();
     let owned = |instances: &[Option<Serve>]| -> Vec<Vec<u64>> {
-        instances
-            .iter()
-            .map(|s| {
-                s.as_ref().map_or(Vec::new(), |s| {
-                    status(s)["shards"]["owned"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                        .unwrap_or_default()
-                })
-            })
-            .collect()
+        instances.iter().map(|s| owned_shards(s.as_ref())).collect()
     };
     let one_each = |instances: &[Option<Serve>]| {
         let o = owned(instances);

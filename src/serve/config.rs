@@ -197,9 +197,9 @@ impl EtcdConfig {
         }
         let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "9187"));
         let host = match host {
-            "0.0.0.0" | "[::]" | "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into()),
+            "0.0.0.0" | "[::]" | "" => {
+                crate::serve::coordination::host_name().unwrap_or_else(|| "localhost".into())
+            }
             other => other.to_string(),
         };
         format!("http://{host}:{port}")

@@ -140,11 +140,17 @@ pub fn tls_options(
     Ok(options)
 }
 
+/// This machine's host name, when it can be read.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// The instance id when the configuration names none: host name and process id.
 pub fn default_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
+    let host = host_name().unwrap_or_else(|| "host".into());
     format!("{host}-{}", std::process::id())
 }
 

@@ -183,6 +183,16 @@ pub fn status(serve: &Serve) -> serde_json::Value {
     serde_json::from_str(&serve.get("/v1/status").1).unwrap_or(serde_json::Value::Null)
 }
 
+/// The shards an instance leads, from its `/v1/status` (none while it is down).
+pub fn owned_shards(serve: Option<&Serve>) -> Vec<u64> {
+    serve.map_or(Vec::new(), |s| {
+        status(s)["shards"]["owned"]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default()
+    })
+}
+
 /// One instance's configuration file, in `dir`.
 pub fn instance_config(
     dir: &Path,
