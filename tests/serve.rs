@@ -1084,3 +1084,80 @@ fn a_shadowed_policy_decides_as_dry_run_beside_the_other_autoscaler() {
         check.err
     );
 }
+
+/// At 100,000 policies a round's ticks all wait at once at their fetches and at the
+/// actuator, so a tick's future must stay small there (it was 2.8 KB: what follows
+/// the fetches is boxed). And the state writer, which serialises each policy's state
+/// under its lock straight into the file, writes what the next start reads back.
+#[test]
+fn a_waiting_tick_is_small_and_the_streamed_state_file_reads_back() {
+    use policyctl::serve::{Service, config, persist, policies};
+
+    let dir = scratch("serve-small-tick");
+    write(
+        &dir.join("load.csv"),
+        "time,q\n2026-01-01T00:00:00Z,250\n2026-01-01T00:00:01Z,250\n",
+    );
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let scale: String = (0..3)
+        .map(|i| {
+            format!(
+                "policy \"p{i}\" {{\n  target audit \"t{i}\"\n  replicas 1..10\n  every 10s\n  metric q = load \"q\"\n  track q per replica 50\n}}\n"
+            )
+        })
+        .collect();
+    write(&dir.join("policies/fleet.scale"), &scale);
+    let text = format!(
+        r#"(
+    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:0",
+    dry_run: true,
+)"#,
+        plugins().0.join("policyctl_record.wasm").display()
+    );
+    let loaded = config::Loaded {
+        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
+        text,
+        base: dir.to_path_buf(),
+    };
+    let state_file = loaded.state_file();
+    let service = Service::new(loaded).unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime();
+    rt.block_on(policies::reload(&service));
+    let slots = service.all_slots();
+    assert_eq!(slots.len(), 3);
+
+    let tick = service.tick(&slots[0]);
+    let size = std::mem::size_of_val(&tick);
+    assert!(
+        size <= 512,
+        "a tick's future is {size} bytes: 100,000 waiting at once would hold {} MB",
+        size * 100_000 / 1_000_000
+    );
+    rt.block_on(tick);
+    for slot in &slots[1..] {
+        rt.block_on(service.tick(slot));
+    }
+    rt.block_on(service.persist_final());
+
+    let (snapshot, warning) = persist::load(&state_file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(warning, None);
+    assert_eq!(snapshot.version, persist::VERSION);
+    let names: Vec<&str> = snapshot.policies.keys().map(String::as_str).collect();
+    assert_eq!(names, ["p0", "p1", "p2"]);
+    for (name, state) in &snapshot.policies {
+        let last = slots
+            .iter()
+            .find(|s| s.name == *name)
+            .and_then(|s| s.last())
+            .unwrap_or_else(|| panic!("{name} did not tick"));
+        assert_eq!(state.ticked_at, Some(last.at), "{name}");
+        // 250 per 50 a replica: the dry-run decision is recorded, and 5 remembered for
+        // stabilisation.
+        assert_eq!(last.decision.as_ref().map(|d| d.to), Some(5), "{name}");
+        assert!(!state.state.recommendations.is_empty(), "{name}: {state:?}");
+        assert_eq!(state.records.back().map(|r| r.to), Some(Some(5)), "{name}");
+    }
+}

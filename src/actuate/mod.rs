@@ -623,10 +623,11 @@ impl Actuator {
             Err(e) => return (Err(e), CallLog::default()),
         };
         let limits = &self.config.limits;
-        let run = async {
+        // Boxed: a call waiting for its permits (a fleet's ticks queue here) stays small.
+        let run = Box::pin(async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             f(&instance, &mut store).await
-        };
+        });
         // The outer clock covers host calls too, which epochs cannot interrupt.
         let result = match tokio::time::timeout(budget + EPOCH_TICK * 5, run).await {
             Ok(Ok(r)) => Ok(r),

@@ -109,13 +109,25 @@ fn set_aside(path: &Path) -> Result<PathBuf, String> {
     Ok(aside)
 }
 
-/// Write `snapshot` to `path` atomically.
-pub fn save(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
-    write_atomically(path, &bytes)
+/// Write `snapshot` (a `Snapshot`, or what serialises as one) to `path` atomically,
+/// serialised straight into the file: 100,000 policies' states are never one buffer.
+pub fn save(path: &Path, snapshot: &impl Serialize) -> std::io::Result<()> {
+    write_atomically_with(path, |f| {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, f);
+        serde_json::to_writer(&mut out, snapshot).map_err(std::io::Error::other)?;
+        out.flush()
+    })
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |f| f.write_all(bytes))
+}
+
+/// A temporary file beside `path`, filled by `write`, synced, renamed over `path`.
+fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -127,7 +139,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;

@@ -337,8 +337,35 @@ pub fn http(
     (status, body)
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked).
+/// A free TCP port on 127.0.0.1 (free when asked), from below the kernel's ephemeral
+/// range. A port from `bind(…:0)` comes from that range, the one every outgoing
+/// connection (to etcd, to Prometheus) also draws from: between the moment it is asked
+/// for and the moment a child binds it, a connection could take it ("Address already in
+/// use"). Below the range only the tests hand ports out, each once per process.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|l| l.parse::<u32>().ok())
+        })
+        .unwrap_or(32768);
+    const FIRST: u32 = 10_000;
+    if low > FIRST + 1_000 {
+        let span = low - FIRST;
+        // Each test process starts somewhere else in the span.
+        let start = (std::process::id().wrapping_mul(7919)) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = FIRST + (start + n) % span;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
