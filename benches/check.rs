@@ -18,6 +18,10 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use policyctl::check::{Options, Source, check};
 
+// `common::service` builds its service with the tests' helper.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 mod common;
 use common::file;
 

@@ -14,6 +14,10 @@ use lsp_server::{Connection, Message, Notification, Request, RequestId};
 use policyctl::lsp::{self, Settings, text::uri_of};
 use serde_json::{Value, json};
 
+// `common::service` builds its service with the tests' helper.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 mod common;
 
 const GOAL: Duration = Duration::from_millis(50);

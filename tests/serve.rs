@@ -1091,14 +1091,13 @@ fn a_shadowed_policy_decides_as_dry_run_beside_the_other_autoscaler() {
 /// under its lock straight into the file, writes what the next start reads back.
 #[test]
 fn a_waiting_tick_is_small_and_the_streamed_state_file_reads_back() {
-    use policyctl::serve::{Service, config, persist, policies};
+    use policyctl::serve::{persist, policies};
 
     let dir = scratch("serve-small-tick");
     write(
         &dir.join("load.csv"),
         "time,q\n2026-01-01T00:00:00Z,250\n2026-01-01T00:00:01Z,250\n",
     );
-    std::fs::create_dir_all(dir.join("out")).unwrap();
     let scale: String = (0..3)
         .map(|i| {
             format!(
@@ -1107,23 +1106,8 @@ fn a_waiting_tick_is_small_and_the_streamed_state_file_reads_back() {
         })
         .collect();
     write(&dir.join("policies/fleet.scale"), &scale);
-    let text = format!(
-        r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:0",
-    dry_run: true,
-)"#,
-        plugins().0.join("policyctl_record.wasm").display()
-    );
-    let loaded = config::Loaded {
-        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
-        text,
-        base: dir.to_path_buf(),
-    };
-    let state_file = loaded.state_file();
-    let service = Service::new(loaded).unwrap_or_else(|e| panic!("{e}"));
+    let service = support::in_process_service(&dir, &plugins().0.join("policyctl_record.wasm"));
+    let state_file = dir.join("policyctl-state.json");
     let rt = runtime();
     rt.block_on(policies::reload(&service));
     let slots = service.all_slots();

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use policyctl::serve::{Service, config};
+use policyctl::serve::Service;
 
 /// Policies per generated file.
 pub const PER_FILE: usize = 100;
@@ -23,7 +23,7 @@ pub fn policy(i: usize, every: &str) -> String {
 }
 
 /// A service over `count` policies written under `dir` (not loaded yet: call
-/// `policies::reload`).
+/// `policies::reload`): `support::in_process_service`.
 pub fn service(dir: &Path, count: usize, every: &str, record_wasm: &Path) -> Arc<Service> {
     let mut trace = String::from("time,q\n");
     for i in 0..3600 {
@@ -39,31 +39,14 @@ pub fn service(dir: &Path, count: usize, every: &str, record_wasm: &Path) -> Arc
         std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
     write(&dir.join("load.csv"), &trace);
-    for sub in ["policies", "out"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| panic!("{sub}: {e}"));
-    }
+    std::fs::create_dir_all(dir.join("policies")).unwrap_or_else(|e| panic!("policies: {e}"));
     for f in 0..count.div_ceil(PER_FILE) {
         let text: String = (f * PER_FILE..((f + 1) * PER_FILE).min(count))
             .map(|i| policy(i, every))
             .collect();
         write(&dir.join(format!("policies/f{f:04}.scale")), &text);
     }
-    let text = format!(
-        r#"(
-    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
-    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
-    policies: ["policies"],
-    listen: "127.0.0.1:0",
-    dry_run: true,
-)"#,
-        record_wasm.display()
-    );
-    let loaded = config::Loaded {
-        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
-        text,
-        base: dir.to_path_buf(),
-    };
-    Service::new(loaded).unwrap_or_else(|e| panic!("{e}"))
+    crate::support::in_process_service(dir, record_wasm)
 }
 
 /// A field of /proc/self/status in MiB (`"VmRSS:"`, `"VmHWM:"`).

@@ -581,3 +581,28 @@ pub fn private_ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcg
     let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
     (cert, Issuer::new(params, key))
 }
+
+/// A service built in-process from the library (not loaded yet: call
+/// `policies::reload`) over `dir`: the `file` source `load` reading `dir/load.csv`
+/// (in a loop), the `record` plugin as actuator `audit` writing to `dir/out`, every
+/// decision dry-run, the policies under `dir/policies`, the state file in `dir`.
+pub fn in_process_service(dir: &Path, record_wasm: &Path) -> Arc<policyctl::serve::Service> {
+    use policyctl::serve::{Service, config};
+    std::fs::create_dir_all(dir.join("out")).unwrap_or_else(|e| panic!("out: {e}"));
+    let text = format!(
+        r#"(
+    sources: [(name: "load", kind: File(path: "load.csv", loop: true))],
+    actuators: [(name: "audit", plugin: "{}", settings: {{ "path": "/out/d.jsonl" }}, files: [(host: "out", guest: "/out", write: true)])],
+    policies: ["policies"],
+    listen: "127.0.0.1:0",
+    dry_run: true,
+)"#,
+        record_wasm.display()
+    );
+    let loaded = config::Loaded {
+        config: config::parse(&text, 0).unwrap_or_else(|d| panic!("{}", d.message)),
+        text,
+        base: dir.to_path_buf(),
+    };
+    Service::new(loaded).unwrap_or_else(|e| panic!("{e}"))
+}
