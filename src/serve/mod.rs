@@ -628,8 +628,7 @@ impl Service {
                 // actuator. Boxed, a tick's future is small there (232 bytes, not 2.8
                 // KB): what follows the fetches (`decide`), what follows the count
                 // (`conclude`) and the calls that may wait long are boxed in turn.
-                // (Bounding the ticks in flight instead, 4,096 at once, made rounds
-                // later and saved nothing: benches/fleet.rs.)
+                // (Bounding the ticks in flight instead saved nothing: docs/serve.md.)
                 tokio::spawn(async move {
                     Box::pin(service.tick(&slot)).await;
                     slot.busy.store(false, Ordering::Release);
@@ -822,13 +821,13 @@ impl Service {
             .iter()
             .map(|m| self.fetch(&m.source, &m.query, now));
         let results: Vec<Sample> = futures::future::join_all(fetches).await;
-        // The rest, boxed: a tick waits at its fetches with a small future (100,000 of
-        // them wait there at once when a fleet's `every`s align).
+        // Boxed: a tick waits at its fetches with a small future (100,000 of them wait
+        // there at once when a fleet's `every`s align).
         Box::pin(self.decide(slot, &mut run, results, now)).await;
     }
 
-    /// The rest of a tick once its samples are in: the engine, the actuator, the
-    /// record.
+    /// A tick once its samples are in: what is missing (logged when that changes), the
+    /// current count, the windows rebuilt when needed; then `conclude`.
     async fn decide(&self, slot: &Slot, run: &mut Run, results: Vec<Sample>, now: DateTime<Utc>) {
         let policy = run.policy.clone();
         let mut missing = Vec::new();
@@ -915,7 +914,7 @@ impl Service {
             Box::pin(self.rebuild_windows(slot, run, current, now)).await;
         }
 
-        // The rest, boxed again: ticks wait at the actuator's `observe` in numbers too.
+        // Boxed too: ticks wait at the actuator's `observe` in numbers as well.
         Box::pin(self.conclude(
             slot,
             run,
