@@ -56,15 +56,26 @@ pub struct Policy {
 /// A duration as policies write it: `90s`, `5m`, `2h`, `250ms`. Used in messages and
 /// explanations alike.
 pub fn show_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    match ms / 1000 {
-        0 => "0s".into(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
+    DurationText(d).to_string()
+}
+
+/// A duration as the language writes it (`90s`, `5m`, `1h`, `250ms`), for `write!`
+/// without an intermediate `String`.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationText(pub Duration);
+
+impl std::fmt::Display for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if !ms.is_multiple_of(1000) {
+            return write!(f, "{ms}ms");
+        }
+        match ms / 1000 {
+            0 => f.write_str("0s"),
+            s if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            s if s % 60 == 0 => write!(f, "{}m", s / 60),
+            s => write!(f, "{s}s"),
+        }
     }
 }
 

@@ -2,13 +2,13 @@
 //! each step of §6 with the count before and after and what bound it. Words are made
 //! from it only when someone reads it (`describe`, `reason`).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{Direction, Policy, Rate, RateAmount};
+use crate::model::{Direction, DurationText, Policy, Rate, RateAmount};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Outcome {
@@ -165,6 +165,74 @@ pub struct Step {
     pub note: Note,
 }
 
+/// The steps of one tick in §6's order, kept inline: every tick has the same seven, and
+/// a tick of every policy must not allocate for them. Reads as a slice.
+#[derive(Clone, Copy, PartialEq)]
+pub struct Steps {
+    items: [Step; Steps::CAPACITY],
+    len: usize,
+}
+
+impl Steps {
+    /// Steps 3 to 9.
+    pub const CAPACITY: usize = 7;
+
+    pub fn new() -> Self {
+        Steps {
+            items: [Step {
+                kind: StepKind::Recommendation,
+                before: 0,
+                after: 0,
+                note: Note::Nothing,
+            }; Steps::CAPACITY],
+            len: 0,
+        }
+    }
+
+    /// Adds a step; the engine adds exactly `CAPACITY` (a test in `engine` holds it).
+    pub fn push(&mut self, step: Step) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = step;
+            self.len += 1;
+        }
+    }
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Steps::new()
+    }
+}
+
+impl std::ops::Deref for Steps {
+    type Target = [Step];
+
+    fn deref(&self) -> &[Step] {
+        &self.items[..self.len]
+    }
+}
+
+impl<'a> IntoIterator for &'a Steps {
+    type Item = &'a Step;
+    type IntoIter = std::slice::Iter<'a, Step>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Steps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Steps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     pub at: DateTime<Utc>,
@@ -175,7 +243,7 @@ pub struct Explanation {
     pub rules: Vec<Outcome>,
     /// Indices of the schedules active at this tick.
     pub schedules: Vec<usize>,
-    pub steps: Vec<Step>,
+    pub steps: Steps,
     pub result: u32,
 }
 
@@ -189,30 +257,135 @@ impl Explanation {
     }
 }
 
-fn secs(d: Duration) -> String {
-    crate::model::show_duration(d)
+/// Writes its pieces in order, each with `Piece::put`: a decision's reason is made at
+/// every decision of every policy, and `write!`'s machinery for each number cost more
+/// than the words (about 1,300 cycles a reason; 500 this way).
+macro_rules! put {
+    ($f:expr; $($piece:expr),+ $(,)?) => {{
+        $( Piece::put(&$piece, $f)?; )+
+    }};
 }
 
-fn number(v: f64) -> String {
-    if v.abs() >= 1e6 || (v != 0.0 && v.abs() < 1e-3) {
-        format!("{v:.3e}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+/// A part of an explanation's text.
+trait Piece {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result;
+}
+
+impl Piece for &str {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        f.write_str(self)
     }
 }
 
-fn rate_text(direction: Direction, rate: &Rate) -> String {
-    let amount = match rate.amount {
-        RateAmount::Count(n) => n.to_string(),
-        RateAmount::Percent(p) => format!("{}%", number(p * 100.0)),
-    };
-    format!(
-        "limit {} {} per {}",
-        direction.as_str(),
-        amount,
-        secs(rate.per)
-    )
+impl Piece for u32 {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        digits(f, u64::from(*self))
+    }
+}
+
+impl Piece for usize {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        digits(f, *self as u64)
+    }
+}
+
+impl Piece for DurationText {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if !ms.is_multiple_of(1000) {
+            return write!(f, "{self}");
+        }
+        let (n, unit) = match u64::try_from(ms / 1000).unwrap_or(u64::MAX) {
+            0 => (0, "s"),
+            s if s % 3600 == 0 => (s / 3600, "h"),
+            s if s % 60 == 0 => (s / 60, "m"),
+            s => (s, "s"),
+        };
+        digits(f, n)?;
+        f.write_str(unit)
+    }
+}
+
+/// A whole number in decimal.
+fn digits<W: fmt::Write + ?Sized>(f: &mut W, mut n: u64) -> fmt::Result {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or("?"))
+}
+
+/// A number as explanations show it: at most three decimals, trailing zeros dropped;
+/// scientific outside [0.001, 1e6).
+struct Num(f64);
+
+impl Piece for Num {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        let v = self.0;
+        if v.abs() >= 1e6 || (v != 0.0 && v.abs() < 1e-3) || !v.is_finite() {
+            return write!(f, "{v:.3e}");
+        }
+        // Thousandths as an integer. Where `v × 1000` lies too close to a half for its
+        // one rounding to be sure which way `{:.3}` rounds, `{:.3}` decides.
+        let scaled = v * 1000.0;
+        let fraction = (scaled - scaled.trunc()).abs();
+        if (fraction - 0.5).abs() < 1e-6 || (v == 0.0 && v.is_sign_negative()) {
+            let s = format!("{v:.3}");
+            return f.write_str(s.trim_end_matches('0').trim_end_matches('.'));
+        }
+        // |v| < 1e6, so |thousandths| < 1e9: exact in an i64.
+        #[allow(clippy::cast_possible_truncation)]
+        let thousandths = scaled.round() as i64;
+        if thousandths < 0 {
+            f.write_str("-")?;
+        }
+        let (whole, mut part) = (
+            thousandths.unsigned_abs() / 1000,
+            thousandths.unsigned_abs() % 1000,
+        );
+        digits(f, whole)?;
+        if part == 0 {
+            return Ok(());
+        }
+        let mut width = 3;
+        while part % 10 == 0 {
+            part /= 10;
+            width -= 1;
+        }
+        f.write_str(".")?;
+        for _ in 0..width - 1 - u32::from(part >= 10) - u32::from(part >= 100) {
+            f.write_str("0")?;
+        }
+        digits(f, part)
+    }
+}
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.put(f)
+    }
+}
+
+/// `limit up 50% per 1m`.
+struct RateText<'a>(Direction, &'a Rate);
+
+impl Piece for RateText<'_> {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        let RateText(direction, rate) = self;
+        put!(f; "limit ", direction.as_str(), " ");
+        match rate.amount {
+            RateAmount::Count(n) => put!(f; n),
+            RateAmount::Percent(p) => put!(f; Num(p * 100.0), "%"),
+        }
+        put!(f; " per ", DurationText(rate.per));
+        Ok(())
+    }
 }
 
 fn schedule_name(policy: &Policy, i: usize) -> &str {
@@ -221,157 +394,191 @@ fn schedule_name(policy: &Policy, i: usize) -> &str {
 
 /// One rule's outcome in words.
 pub fn outcome_text(outcome: &Outcome, current: u32) -> String {
-    match outcome {
-        Outcome::Proposed { replicas, how } => match how {
-            How::Track {
-                value,
-                ratio,
-                within_tolerance: true,
-            } => {
-                format!(
-                    "proposes {replicas} (value {}, ratio {} within tolerance: holds {current})",
-                    number(*value),
-                    number(*ratio)
-                )
+    OutcomeText(outcome, current).to_string()
+}
+
+struct OutcomeText<'a>(&'a Outcome, u32);
+
+impl fmt::Display for OutcomeText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.put(f)
+    }
+}
+
+impl Piece for OutcomeText<'_> {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        let OutcomeText(outcome, current) = *self;
+        match outcome {
+            Outcome::Proposed { replicas, how } => {
+                put!(f; "proposes ", *replicas);
+                match how {
+                    How::Track {
+                        value,
+                        ratio,
+                        within_tolerance,
+                    } => {
+                        put!(f; " (value ", Num(*value), ", ratio ", Num(*ratio));
+                        if *within_tolerance {
+                            put!(f; " within tolerance: holds ", current);
+                        }
+                        put!(f; ")");
+                    }
+                    How::TrackFromZero { value } => {
+                        put!(f; " (value ", Num(*value), ", from zero replicas)")
+                    }
+                    How::Value { value } => put!(f; " (value ", Num(*value), ")"),
+                    How::Step => {}
+                }
+                Ok(())
             }
-            How::Track { value, ratio, .. } => format!(
-                "proposes {replicas} (value {}, ratio {})",
-                number(*value),
-                number(*ratio)
-            ),
-            How::TrackFromZero { value } => format!(
-                "proposes {replicas} (value {}, from zero replicas)",
-                number(*value)
-            ),
-            How::Value { value } => format!("proposes {replicas} (value {})", number(*value)),
-            How::Step => format!("proposes {replicas}"),
-        },
-        Outcome::Abstained(Abstain::Missing) => "abstains: an input is missing".to_string(),
-        Outcome::Abstained(Abstain::ConditionFalse) => "abstains: condition is false".to_string(),
-        Outcome::Abstained(Abstain::Sustaining { since, needed }) => {
-            format!(
+            Outcome::Abstained(Abstain::Missing) => f.write_str("abstains: an input is missing"),
+            Outcome::Abstained(Abstain::ConditionFalse) => {
+                f.write_str("abstains: condition is false")
+            }
+            Outcome::Abstained(Abstain::Sustaining { since, needed }) => write!(
+                f,
                 "abstains: condition true since {}, needs {}",
                 since.format("%Y-%m-%dT%H:%M:%SZ"),
-                secs(*needed)
-            )
+                DurationText(*needed)
+            ),
         }
     }
 }
 
 /// One step in words.
 pub fn step_text(policy: &Policy, step: &Step) -> String {
-    let change = if step.before == step.after {
-        format!("{}", step.after)
-    } else {
-        format!("{} -> {}", step.before, step.after)
-    };
-    let why = match step.note {
-        Note::Nothing => String::new(),
-        Note::Highest { rule } => format!(
-            "highest proposal, from `{}`",
-            policy.rules.get(rule).map_or("?", |r| r.text.as_str())
-        ),
-        Note::NoProposal => "no rule proposed: current count".to_string(),
-        Note::NoRules => "no rules: the lowest count the bounds allow".to_string(),
-        Note::Hold => "a rule's input is missing: on missing hold, no scale-down".to_string(),
-        Note::FallbackPending { tick, after } => {
-            format!("a rule's input is missing (tick {tick} of {after}): holding")
+    StepText(policy, step).to_string()
+}
+
+struct StepText<'a>(&'a Policy, &'a Step);
+
+impl fmt::Display for StepText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.put(f)
+    }
+}
+
+impl Piece for StepText<'_> {
+    fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        let StepText(policy, step) = *self;
+        if step.before == step.after {
+            put!(f; step.after);
+        } else {
+            put!(f; step.before, " -> ", step.after);
         }
-        Note::Fallback { tick } => {
-            format!("a rule's input is missing for {tick} ticks: fallback count")
+        if step.note == Note::Nothing {
+            return Ok(());
         }
-        Note::Bounds {
-            min,
-            max,
-            from_schedule: false,
-        } => format!("replicas {min}..{max}"),
-        Note::Bounds {
-            min,
-            max,
-            from_schedule: true,
-        } => format!("replicas {min}..{max} from an active schedule"),
-        Note::Stabilize {
-            lowest_up,
-            highest_down,
-            first_tick,
-        } => format!(
-            "lowest recommendation of the last {}: {lowest_up}; highest of the last {}: {highest_down}{}",
-            secs(policy.stabilize_up),
-            secs(policy.stabilize_down),
-            if first_tick {
-                "; first tick: current recorded as a recommendation"
-            } else {
-                ""
+        f.write_str(" (")?;
+        match step.note {
+            Note::Nothing => {}
+            Note::Highest { rule } => put!(f;
+                "highest proposal, from `",
+                policy.rules.get(rule).map_or("?", |r| r.text.as_str()),
+                "`"
+            ),
+            Note::NoProposal => f.write_str("no rule proposed: current count")?,
+            Note::NoRules => f.write_str("no rules: the lowest count the bounds allow")?,
+            Note::Hold => {
+                f.write_str("a rule's input is missing: on missing hold, no scale-down")?
             }
-        ),
-        Note::OutsideBounds { current } => {
-            format!("current {current} is outside the bounds: the nearest bound at once")
-        }
-        Note::Floor { schedule, replicas } => format!(
-            "schedule `{}` floor {replicas}",
-            schedule_name(policy, schedule)
-        ),
-        Note::Ceiling { schedule, replicas } => format!(
-            "schedule `{}` ceiling {replicas}",
-            schedule_name(policy, schedule)
-        ),
-        Note::RateLimit {
-            direction,
-            limit,
-            by,
-        } => {
-            let limits = if direction == Direction::Up {
-                &policy.limits_up
-            } else {
-                &policy.limits_down
-            };
-            match by {
-                LimitSource::Rate { index, start } => {
-                    let text = limits
-                        .rates
-                        .get(index)
-                        .map_or(String::from("?"), |r| rate_text(direction, r));
-                    format!("`{text}` allows {limit} (from {start})")
+            Note::FallbackPending { tick, after } => put!(f;
+                "a rule's input is missing (tick ", tick, " of ", after, "): holding"
+            ),
+            Note::Fallback { tick } => put!(f;
+                "a rule's input is missing for ", tick, " ticks: fallback count"
+            ),
+            Note::Bounds {
+                min,
+                max,
+                from_schedule,
+            } => {
+                put!(f; "replicas ", min, "..", max);
+                if from_schedule {
+                    f.write_str(" from an active schedule")?;
                 }
-                LimitSource::Default { index, start } => {
-                    let text = if index == 0 {
-                        "4 per 15s"
-                    } else {
-                        "100% per 15s"
-                    };
-                    let select = if limits.select == crate::model::Select::Min {
-                        "min"
-                    } else {
-                        "max"
-                    };
-                    format!(
-                        "default `limit up {text}` ({select} of 4 per 15s, 100% per 15s) allows {limit} (from {start})"
-                    )
+            }
+            Note::Stabilize {
+                lowest_up,
+                highest_down,
+                first_tick,
+            } => {
+                put!(f;
+                    "lowest recommendation of the last ", DurationText(policy.stabilize_up),
+                    ": ", lowest_up,
+                    "; highest of the last ", DurationText(policy.stabilize_down),
+                    ": ", highest_down,
+                );
+                if first_tick {
+                    f.write_str("; first tick: current recorded as a recommendation")?;
                 }
-                LimitSource::Disabled => format!("`limit {} disabled`", direction.as_str()),
+            }
+            Note::OutsideBounds { current } => put!(f;
+                "current ", current, " is outside the bounds: the nearest bound at once"
+            ),
+            Note::Floor { schedule, replicas } => put!(f;
+                "schedule `", schedule_name(policy, schedule), "` floor ", replicas
+            ),
+            Note::Ceiling { schedule, replicas } => put!(f;
+                "schedule `", schedule_name(policy, schedule), "` ceiling ", replicas
+            ),
+            Note::RateLimit {
+                direction,
+                limit,
+                by,
+            } => {
+                let limits = if direction == Direction::Up {
+                    &policy.limits_up
+                } else {
+                    &policy.limits_down
+                };
+                match by {
+                    LimitSource::Rate { index, start } => {
+                        f.write_str("`")?;
+                        match limits.rates.get(index) {
+                            Some(r) => RateText(direction, r).put(f)?,
+                            None => f.write_str("?")?,
+                        }
+                        put!(f; "` allows ", limit, " (from ", start, ")");
+                    }
+                    LimitSource::Default { index, start } => {
+                        let text = if index == 0 {
+                            "4 per 15s"
+                        } else {
+                            "100% per 15s"
+                        };
+                        let select = if limits.select == crate::model::Select::Min {
+                            "min"
+                        } else {
+                            "max"
+                        };
+                        put!(f;
+                            "default `limit up ", text, "` (", select,
+                            " of 4 per 15s, 100% per 15s) allows ", limit,
+                            " (from ", start, ")"
+                        );
+                    }
+                    LimitSource::Disabled => {
+                        put!(f; "`limit ", direction.as_str(), " disabled`")
+                    }
+                }
+            }
+            Note::Cooldown {
+                direction,
+                remaining,
+            } => {
+                let cooldown = if direction == Direction::Up {
+                    policy.cooldown_up
+                } else {
+                    policy.cooldown_down
+                };
+                put!(f;
+                    "`cooldown ", direction.as_str(), " ", DurationText(cooldown),
+                    "`: ", DurationText(remaining), " left"
+                );
             }
         }
-        Note::Cooldown {
-            direction,
-            remaining,
-        } => {
-            let cooldown = if direction == Direction::Up {
-                policy.cooldown_up
-            } else {
-                policy.cooldown_down
-            };
-            format!(
-                "`cooldown {} {}`: {} left",
-                direction.as_str(),
-                secs(cooldown),
-                secs(remaining)
-            )
-        }
-    };
-    if why.is_empty() {
-        change
-    } else {
-        format!("{change} ({why})")
+        f.write_str(")")
     }
 }
 
@@ -407,7 +614,7 @@ pub fn describe(policy: &Policy, e: &Explanation) -> String {
             out,
             "  rule `{}`: {}",
             rule.text,
-            outcome_text(outcome, e.current)
+            OutcomeText(outcome, e.current)
         );
     }
     for step in &e.steps {
@@ -415,7 +622,7 @@ pub fn describe(policy: &Policy, e: &Explanation) -> String {
             out,
             "  {:<15} {}",
             format!("{}:", step.kind.title()),
-            step_text(policy, step)
+            StepText(policy, step)
         );
     }
     let verdict = if e.result == e.current {
@@ -432,51 +639,132 @@ pub fn describe(policy: &Policy, e: &Explanation) -> String {
 /// the bounds), or else the rules; then every other step that changed the count, and
 /// missing data or a cooldown even when they did not (they say why nothing moved).
 pub fn reason(policy: &Policy, e: &Explanation) -> String {
-    let rules = match e.steps.first().map(|s| s.note) {
-        Some(Note::Highest { rule }) => {
-            let text = policy.rules.get(rule).map_or("?", |r| r.text.as_str());
-            match e.rules.get(rule) {
-                Some(outcome) => format!("`{text}` {}", outcome_text(outcome, e.current)),
-                None => format!("`{text}`"),
-            }
-        }
-        _ if policy.rules.is_empty() => match e.steps.first() {
-            Some(first) => format!("no rule; recommendation: {}", step_text(policy, first)),
-            None => "no rule".to_string(),
-        },
-        _ => {
-            let why: Vec<String> = policy
-                .rules
-                .iter()
-                .zip(&e.rules)
-                .map(|(rule, outcome)| {
-                    format!("`{}` {}", rule.text, outcome_text(outcome, e.current))
-                })
-                .collect();
-            format!("no proposal: {}", why.join(", "))
-        }
-    };
     let way = e.result.cmp(&e.current);
     let maker = e
         .steps
         .iter()
         .rposition(|s| s.after.cmp(&s.before) == way && way != std::cmp::Ordering::Equal)
         .filter(|i| *i > 0);
-    let step = |s: &Step| format!("{}: {}", s.kind.title(), step_text(policy, s));
     let telling = |s: &Step| {
         s.before != s.after
             || (matches!(s.kind, StepKind::Missing | StepKind::Cooldown) && s.note != Note::Nothing)
             || matches!(s.note, Note::OutsideBounds { .. })
     };
-    let mut parts = Vec::new();
+    // One buffer, written in order: the reason is made at every decision.
+    let mut out = String::with_capacity(256);
+    let step = |out: &mut String, s: &Step| {
+        put_all(out, |out| {
+            put!(out; s.kind.title(), ": ", StepText(policy, s));
+            Ok(())
+        });
+    };
     if let Some(i) = maker {
-        parts.push(step(&e.steps[i]));
+        step(&mut out, &e.steps[i]);
+        out.push_str("; ");
     }
-    parts.push(rules);
-    for (i, s) in e.steps.iter().enumerate().skip(1) {
-        if Some(i) != maker && telling(s) {
-            parts.push(step(s));
+    match e.steps.first().map(|s| s.note) {
+        Some(Note::Highest { rule }) => {
+            let text = policy.rules.get(rule).map_or("?", |r| r.text.as_str());
+            put_all(&mut out, |out| {
+                put!(out; "`", text, "`");
+                if let Some(outcome) = e.rules.get(rule) {
+                    put!(out; " ", OutcomeText(outcome, e.current));
+                }
+                Ok(())
+            });
+        }
+        _ if policy.rules.is_empty() => match e.steps.first() {
+            Some(first) => {
+                let _ = write!(out, "no rule; recommendation: {}", StepText(policy, first));
+            }
+            None => out.push_str("no rule"),
+        },
+        _ => {
+            out.push_str("no proposal: ");
+            for (i, (rule, outcome)) in policy.rules.iter().zip(&e.rules).enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                put_all(&mut out, |out| {
+                    put!(out; "`", rule.text.as_str(), "` ", OutcomeText(outcome, e.current));
+                    Ok(())
+                });
+            }
         }
     }
-    parts.join("; ")
+    for (i, s) in e.steps.iter().enumerate().skip(1) {
+        if Some(i) != maker && telling(s) {
+            out.push_str("; ");
+            step(&mut out, s);
+        }
+    }
+    out
+}
+
+/// Runs `write` on `out`; writing to a `String` cannot fail.
+fn put_all(out: &mut String, write: impl FnOnce(&mut String) -> fmt::Result) {
+    let _ = write(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Num;
+
+    /// What `Num` must print: `{:.3}` with trailing zeros dropped (`{:.3e}` outside
+    /// [0.001, 1e6)), the formatting it replaces.
+    fn by_format(v: f64) -> String {
+        if v.abs() >= 1e6 || (v != 0.0 && v.abs() < 1e-3) || !v.is_finite() {
+            format!("{v:.3e}")
+        } else {
+            let s = format!("{v:.3}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_three_decimals_would() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.7,
+            0.1 + 0.2,
+            1.0005,
+            2.0005,
+            0.0015,
+            0.0025,
+            123.4565,
+            999_999.9996,
+            999_999.9994,
+            1e6,
+            0.001,
+            0.000_999_9,
+            -0.0004,
+            41.5,
+            1.25e-3,
+            f64::NAN,
+            f64::INFINITY,
+            12.345_000_1,
+            5.0 / 3.0,
+        ];
+        // A seeded walk over magnitudes and halves (xorshift), the cases a rounding
+        // shortcut gets wrong.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let magnitude = 10f64.powi((x % 10) as i32 - 3);
+            let v = unit * magnitude * if x & 1 == 0 { 1.0 } else { -1.0 };
+            values.push(v);
+            // Exactly a half-thousandth, and its neighbours.
+            let half = ((unit * 1e6).round() + 0.5) / 1000.0;
+            values.extend([half, half.next_up(), half.next_down()]);
+        }
+        for v in values {
+            assert_eq!(Num(v).to_string(), by_format(v), "{v:?}");
+        }
+    }
 }

@@ -9,14 +9,14 @@ pub mod state;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use chrono::{DateTime, Duration as TimeDelta, NaiveTime, Timelike, Utc};
 use serde::Serialize;
 
 use crate::model::{
     Direction, Limits, OnMissing, Policy, Rate, RateAmount, RuleKind, Select, WhenAction,
 };
 use eval::{Scope, Val};
-pub use explain::{Abstain, Explanation, How, LimitSource, Note, Outcome, Step, StepKind};
+pub use explain::{Abstain, Explanation, How, LimitSource, Note, Outcome, Step, StepKind, Steps};
 pub use schedules::Schedules;
 pub use state::{Recommendation, ScaleEvent, State};
 
@@ -65,10 +65,28 @@ struct Window {
 
 impl Window {
     fn last(now: DateTime<Utc>, d: Duration) -> Window {
-        Window {
-            now,
-            cutoff: now.checked_sub_signed(delta(d)),
-        }
+        // Most windows end the same UTC day they start: then the cutoff is a
+        // time-of-day subtraction, without calendar arithmetic. (`naive_utc`: the
+        // `Timelike` methods of a `DateTime` apply its offset, calendar work again.)
+        let naive = now.naive_utc();
+        let (secs, nanos) = (
+            naive.time().num_seconds_from_midnight(),
+            naive.time().nanosecond(),
+        );
+        let same_day = u32::try_from(d.as_secs())
+            .ok()
+            .filter(|d_secs| *d_secs <= secs && d.subsec_nanos() <= nanos && nanos < 1_000_000_000)
+            .and_then(|d_secs| {
+                NaiveTime::from_num_seconds_from_midnight_opt(
+                    secs - d_secs,
+                    nanos - d.subsec_nanos(),
+                )
+            });
+        let cutoff = match same_day {
+            Some(time) => Some(naive.date().and_time(time).and_utc()),
+            None => now.checked_sub_signed(delta(d)),
+        };
+        Window { now, cutoff }
     }
 
     fn contains(self, at: DateTime<Utc>) -> bool {
@@ -161,7 +179,7 @@ pub fn tick(
     // §6 step 5: a count outside the bounds goes to the nearest bound at once.
     let outside = (current < lo || current > hi).then(|| current.clamp(lo, hi));
 
-    let mut steps = Vec::with_capacity(7);
+    let mut steps = Steps::new();
     let value = recommendation(policy, &rules, current, lo, &mut steps);
     let value = missing_data(policy, state, &rules, current, value, &mut steps);
     let value = bounds(value, lo, hi, effects.range.is_some(), &mut steps);
@@ -406,7 +424,7 @@ fn recommendation(
     rules: &[Outcome],
     current: u32,
     lo: u32,
-    steps: &mut Vec<Step>,
+    steps: &mut Steps,
 ) -> u32 {
     let best = rules
         .iter()
@@ -437,7 +455,7 @@ fn missing_data(
     rules: &[Outcome],
     current: u32,
     mut value: u32,
-    steps: &mut Vec<Step>,
+    steps: &mut Steps,
 ) -> u32 {
     let before = value;
     let mut note = Note::Nothing;
@@ -479,7 +497,7 @@ fn missing_data(
 
 /// Step 5: clamp to the bounds (an active schedule's `replicas A..B` replaces them).
 /// The result is the tick's recommendation.
-fn bounds(value: u32, lo: u32, hi: u32, from_schedule: bool, steps: &mut Vec<Step>) -> u32 {
+fn bounds(value: u32, lo: u32, hi: u32, from_schedule: bool, steps: &mut Steps) -> u32 {
     let after = value.clamp(lo, hi);
     steps.push(Step {
         kind: StepKind::Bounds,
@@ -504,7 +522,7 @@ fn stabilisation(
     current: u32,
     recommendation: u32,
     outside: Option<u32>,
-    steps: &mut Vec<Step>,
+    steps: &mut Steps,
 ) -> u32 {
     let first_tick = state.recommendations.is_empty();
     if first_tick {
@@ -565,7 +583,7 @@ fn stabilisation(
 }
 
 /// Step 7: the lowest active ceiling, then the highest active floor (the floor wins).
-fn schedule_limits(effects: &Effects, mut value: u32, steps: &mut Vec<Step>) -> u32 {
+fn schedule_limits(effects: &Effects, mut value: u32, steps: &mut Steps) -> u32 {
     let before = value;
     let mut note = Note::Nothing;
     if let Some((c, schedule)) = effects.ceiling
@@ -596,7 +614,7 @@ fn schedule_limits(effects: &Effects, mut value: u32, steps: &mut Vec<Step>) -> 
 }
 
 /// Step 8: rate limits; a move back inside the bounds (step 5) is not held back.
-fn rate_limits(limits: &RateLimits, value: u32, outside: bool, steps: &mut Vec<Step>) -> u32 {
+fn rate_limits(limits: &RateLimits, value: u32, outside: bool, steps: &mut Steps) -> u32 {
     let (after, note) = if outside {
         (value, Note::Nothing)
     } else {
@@ -622,7 +640,7 @@ fn cooldown(
     mut value: u32,
     (effects, limits): (&Effects, &RateLimits),
     outside: bool,
-    steps: &mut Vec<Step>,
+    steps: &mut Steps,
 ) -> u32 {
     let before = value;
     let mut note = Note::Nothing;
@@ -846,6 +864,66 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0)
             .single()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_window_cuts_off_where_calendar_arithmetic_does() {
+        let instants = [
+            at(0, 0),
+            at(0, 4),
+            at(9, 30) + TimeDelta::milliseconds(250),
+            at(23, 59) + TimeDelta::nanoseconds(999_999_999),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 30)
+                .single()
+                .unwrap_or_default(),
+        ];
+        let durations = [0, 1, 15, 59, 60, 240, 300, 3600, 86_399, 86_400, 90_000];
+        for now in instants {
+            for secs in durations {
+                for nanos in [0, 250_000_000, 999_999_999] {
+                    let d = Duration::new(secs, nanos);
+                    assert_eq!(
+                        Window::last(now, d).cutoff,
+                        now.checked_sub_signed(delta(d)),
+                        "{now} - {d:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_tick_explains_all_seven_steps() {
+        let p = policy(
+            "policy \"p\" {\n  target audit \"t\"\n  replicas 1..9\n  metric q = load \"q\"\n  track q per replica 5\n}\n",
+        );
+        let (mut state, mut schedules) = (State::new(), Schedules::new());
+        for (i, q) in [Some(40.0), None, Some(3.0)].into_iter().enumerate() {
+            let t = tick(
+                &p,
+                &mut schedules,
+                &mut state,
+                &Input {
+                    now: at(10, i as u32),
+                    current: 4,
+                    samples: &[q],
+                },
+            );
+            let kinds: Vec<StepKind> = t.explanation.steps.iter().map(|s| s.kind).collect();
+            assert_eq!(kinds.len(), Steps::CAPACITY);
+            assert_eq!(
+                kinds,
+                [
+                    StepKind::Recommendation,
+                    StepKind::Missing,
+                    StepKind::Bounds,
+                    StepKind::Stabilize,
+                    StepKind::Schedules,
+                    StepKind::RateLimit,
+                    StepKind::Cooldown
+                ]
+            );
+        }
     }
 
     #[test]
