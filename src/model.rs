@@ -64,18 +64,26 @@ pub fn show_duration(d: Duration) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct DurationText(pub Duration);
 
-impl std::fmt::Display for DurationText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0.as_millis();
+impl DurationText {
+    /// The count and its unit: `(250, "ms")`, `(90, "s")`, `(5, "m")`, `(1, "h")`.
+    pub fn parts(self) -> (u64, &'static str) {
+        let ms = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
         if !ms.is_multiple_of(1000) {
-            return write!(f, "{ms}ms");
+            return (ms, "ms");
         }
         match ms / 1000 {
-            0 => f.write_str("0s"),
-            s if s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            s if s % 60 == 0 => write!(f, "{}m", s / 60),
-            s => write!(f, "{s}s"),
+            0 => (0, "s"),
+            s if s % 3600 == 0 => (s / 3600, "h"),
+            s if s % 60 == 0 => (s / 60, "m"),
+            s => (s, "s"),
         }
+    }
+}
+
+impl std::fmt::Display for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (n, unit) = self.parts();
+        write!(f, "{n}{unit}")
     }
 }
 

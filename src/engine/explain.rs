@@ -257,9 +257,10 @@ impl Explanation {
     }
 }
 
-/// Writes its pieces in order, each with `Piece::put`: a decision's reason is made at
-/// every decision of every policy, and `write!`'s machinery for each number cost more
-/// than the words (about 1,300 cycles a reason; 500 this way).
+/// Writes its pieces in order, each with `Piece::put`, straight into the buffer: a
+/// decision's reason is made at every decision of every policy. Made with `format!`
+/// for each piece and `{:.3}` for each number, a reason cost about 13,000 cycles; this
+/// way about 1,000 (docs/serve.md, "Performance").
 macro_rules! put {
     ($f:expr; $($piece:expr),+ $(,)?) => {{
         $( Piece::put(&$piece, $f)?; )+
@@ -291,16 +292,7 @@ impl Piece for usize {
 
 impl Piece for DurationText {
     fn put<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if !ms.is_multiple_of(1000) {
-            return write!(f, "{self}");
-        }
-        let (n, unit) = match u64::try_from(ms / 1000).unwrap_or(u64::MAX) {
-            0 => (0, "s"),
-            s if s % 3600 == 0 => (s / 3600, "h"),
-            s if s % 60 == 0 => (s / 60, "m"),
-            s => (s, "s"),
-        };
+        let (n, unit) = self.parts();
         digits(f, n)?;
         f.write_str(unit)
     }
