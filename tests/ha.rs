@@ -207,7 +207,7 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
     assert!(wait_until(20, || decisions(&dir).len() >= 2));
     // A follower forwards overrides to the leader (tests below); one that was already
     // forwarded it refuses (no second hop), naming the leader.
-    let leader = leader_of(&instances).unwrap();
+    let leader = leader_of(instances).unwrap();
     let follower = instances[1 - leader].as_ref().unwrap();
     let (code, body) = http(
         "POST",
@@ -239,7 +239,7 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
         "a decision was applied without quorum"
     );
     assert!(
-        leader_of(&instances).is_none(),
+        leader_of(instances).is_none(),
         "an instance still claims to lead {:?} after quorum was lost",
         stopped.elapsed()
     );
@@ -251,7 +251,7 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
     cluster.members[1].start();
     cluster.members[2].start();
     assert!(
-        wait_until(30, || leader_of(&instances).is_some()),
+        wait_until(30, || leader_of(instances).is_some()),
         "no leader after quorum came back"
     );
     assert!(
@@ -260,7 +260,7 @@ fn without_quorum_the_leader_stops_acting_and_a_paused_leader_never_acts_again()
     );
 
     // The leader, paused past its lease: the other takes over; resumed, it must not act.
-    let leader = leader_of(&instances).unwrap();
+    let leader = leader_of(instances).unwrap();
     let pid = instances[leader].as_ref().unwrap().child.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     assert!(

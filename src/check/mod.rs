@@ -5,6 +5,7 @@
 
 mod expr;
 mod policy;
+mod promql;
 mod schedule;
 mod suggest;
 pub(crate) mod values;
@@ -324,9 +325,9 @@ fn check_queries(
             continue;
         }
         // promql-parser is third-party code on user input: contain any panic.
-        let result = std::panic::catch_unwind(|| promql_parser::parser::parse(&query.value));
+        let result = std::panic::catch_unwind(|| promql::parse(&query.value));
         let reason = match result {
-            Ok(Ok(_)) => continue,
+            Ok(Ok(())) => continue,
             Ok(Err(reason)) => reason,
             Err(_) => "the PromQL parser failed on this query".to_string(),
         };

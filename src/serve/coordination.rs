@@ -274,7 +274,7 @@ impl Coordinator {
             id: self.id.clone(),
             leader: !owned.is_empty(),
             leader_id: leaders.get(&0).cloned(),
-            shards: (self.shards > 1).then(|| Shards {
+            shards: (self.shards > 1).then_some(Shards {
                 count: self.shards,
                 owned,
                 leaders,

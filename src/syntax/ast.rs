@@ -271,6 +271,55 @@ pub enum DayItem {
     Daily,
 }
 
+/// The grammar's `keyword` rule, in its order: words that are never a reference in an
+/// expression, and that may not name a metric or a `let`. The order matters to the
+/// parser's fast path (`syntax::fast::is_keyword`).
+pub const KEYWORDS: [&str; 43] = [
+    "policy",
+    "target",
+    "replicas",
+    "every",
+    "metric",
+    "let",
+    "current",
+    "from",
+    "timezone",
+    "track",
+    "at",
+    "per",
+    "replica",
+    "desired",
+    "when",
+    "for",
+    "scale",
+    "up",
+    "down",
+    "by",
+    "to",
+    "buffer",
+    "tolerance",
+    "on",
+    "missing",
+    "hold",
+    "after",
+    "stabilize",
+    "limit",
+    "select",
+    "disabled",
+    "cooldown",
+    "schedule",
+    "in",
+    "except",
+    "cron",
+    "exactly",
+    "least",
+    "most",
+    "daily",
+    "and",
+    "or",
+    "not",
+];
+
 pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 pub mod ast;
 mod comments;
+mod fast;
 pub mod format;
 mod parser;
 

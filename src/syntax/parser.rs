@@ -49,7 +49,19 @@ static FUSE: std::sync::Once = std::sync::Once::new();
 
 /// Parse one file. Syntax errors are reported per statement; the tree holds an
 /// `Error` node where a statement could not be read.
+/// A file without a syntax error is read by the fast path (`syntax::fast`), which
+/// builds the same tree; pest reads the rest, and recovers.
 pub fn parse(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
+    if nesting_guard(text, file).is_none()
+        && let Some(tree) = super::fast::parse(text)
+    {
+        return (tree, Vec::new());
+    }
+    parse_with_pest(text, file)
+}
+
+/// Parse one file with pest alone (the fast path's reference).
+pub(super) fn parse_with_pest(text: &str, file: usize) -> (File, Vec<Diagnostic>) {
     FUSE.call_once(|| pest::set_call_limit(std::num::NonZeroUsize::new(MAX_RULE_CALLS)));
     let mut builder = Builder {
         file,
@@ -681,7 +693,7 @@ fn keyword_text(rule: Rule) -> Option<&'static str> {
 }
 
 /// Refuse input nested deeper than `MAX_NESTING` before pest recurses into it.
-fn nesting_guard(text: &str, file: usize) -> Option<Diagnostic> {
+pub(super) fn nesting_guard(text: &str, file: usize) -> Option<Diagnostic> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
