@@ -163,22 +163,20 @@ impl<'t> Reader<'t> {
             (end, body[..len].to_string())
         } else {
             let body = rest.strip_prefix('"')?;
-            let mut value = String::with_capacity(body.len());
-            let mut chars = body.char_indices();
-            let len = loop {
-                match chars.next()? {
-                    (i, '"') => break i,
-                    (_, '\n') => return None,
-                    (_, '\\') => value.push(match chars.next()?.1 {
-                        '"' => '"',
-                        '\\' => '\\',
-                        'n' => '\n',
-                        't' => '\t',
-                        // pest's builder reports it: leave the file to pest.
-                        _ => return None,
-                    }),
-                    (_, c) => value.push(c),
+            let bytes = body.as_bytes();
+            let (mut len, mut escaped) = (0, false);
+            loop {
+                match bytes.get(len)? {
+                    b'"' => break,
+                    b'\n' => return None,
+                    b'\\' => (len, escaped) = (len + 2, true),
+                    _ => len += 1,
                 }
+            }
+            let value = if escaped {
+                unescape(&body[..len])?
+            } else {
+                body[..len].to_string()
             };
             (start + 1 + len + 1, value)
         };
@@ -613,6 +611,26 @@ fn is_keyword(word: &str) -> bool {
         .iter()
         .find(|k| word.starts_with(*k))
         .is_some_and(|k| k.len() == word.len())
+}
+
+/// A plain string's body with its escapes read; None for an escape pest's builder
+/// reports (or a line break after `\\`, which the grammar refuses).
+fn unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => match chars.next()? {
+                '"' => '"',
+                '\\' => '\\',
+                'n' => '\n',
+                't' => '\t',
+                _ => return None,
+            },
+            c => c,
+        });
+    }
+    Some(out)
 }
 
 /// pest's Pratt parser (`pest::pratt_parser`): `expr`, `nud`, `led` and `lbp`, with the
