@@ -23,6 +23,7 @@ use std::iter::Peekable;
 use std::vec::IntoIter;
 
 use super::ast::*;
+use super::parser::escaped;
 use crate::diagnostic::Span;
 
 /// Parse a file that has no syntax error; None at the first surprise.
@@ -57,20 +58,22 @@ enum Item {
     Operand(Node<Expr>),
 }
 
-impl Item {
-    /// The precedences `parser::PRATT` gives (pest counts from 20 in steps of 10).
-    fn precedence(&self) -> u32 {
-        match self {
-            Item::Infix(BinOp::Or) => 20,
-            Item::Infix(BinOp::And) => 30,
-            Item::Prefix(UnOp::Not, _) => 40,
-            Item::Infix(op) if op.is_comparison() => 50,
-            Item::Infix(BinOp::Fallback) => 60,
-            Item::Infix(BinOp::Add | BinOp::Sub) => 70,
-            Item::Infix(_) => 80,
-            Item::Prefix(UnOp::Neg, _) => 90,
-            Item::Operand(_) => 0,
-        }
+/// The precedences `parser::PRATT` gives (pest counts from 20 in steps of 10).
+fn infix_precedence(op: BinOp) -> u32 {
+    match op {
+        BinOp::Or => 20,
+        BinOp::And => 30,
+        op if op.is_comparison() => 50,
+        BinOp::Fallback => 60,
+        BinOp::Add | BinOp::Sub => 70,
+        _ => 80,
+    }
+}
+
+fn prefix_precedence(op: UnOp) -> u32 {
+    match op {
+        UnOp::Not => 40,
+        UnOp::Neg => 90,
     }
 }
 
@@ -248,6 +251,9 @@ impl<'t> Reader<'t> {
             return Some(Node::new(Stmt::DryRun, Span::new(start, self.last_end)));
         }
         let keyword = self.word();
+        if keyword.is_empty() {
+            return None;
+        }
         self.kw(keyword)?;
         let stmt = match keyword {
             "target" => Stmt::Target {
@@ -620,13 +626,7 @@ fn unescape(body: &str) -> Option<String> {
     let mut chars = body.chars();
     while let Some(c) = chars.next() {
         out.push(match c {
-            '\\' => match chars.next()? {
-                '"' => '"',
-                '\\' => '\\',
-                'n' => '\n',
-                't' => '\t',
-                _ => return None,
-            },
+            '\\' => escaped(chars.next()?)?,
             c => c,
         });
     }
@@ -638,18 +638,19 @@ fn unescape(body: &str) -> Option<String> {
 fn fold(items: &mut Peekable<IntoIter<Item>>, rbp: u32) -> Option<Node<Expr>> {
     let mut lhs = match items.next()? {
         Item::Prefix(op, span) => {
-            let rhs = fold(items, Item::Prefix(op, span).precedence() - 1)?;
+            let rhs = fold(items, prefix_precedence(op) - 1)?;
             let span = span.to(rhs.span);
             Node::new(Expr::Unary(op, Box::new(rhs)), span)
         }
         Item::Operand(node) => node,
         Item::Infix(_) => return None,
     };
-    while items.peek().map_or(0, Item::precedence) > rbp {
-        let Some(Item::Infix(op)) = items.next() else {
-            return None;
-        };
-        let rhs = fold(items, Item::Infix(op).precedence())?;
+    // The reader lists an operator after every operand but the last.
+    while let Some(&Item::Infix(op)) = items.peek()
+        && infix_precedence(op) > rbp
+    {
+        items.next();
+        let rhs = fold(items, infix_precedence(op))?;
         let span = lhs.span.to(rhs.span);
         lhs = Node::new(Expr::Binary(op, Box::new(lhs), Box::new(rhs)), span);
     }

@@ -451,15 +451,13 @@ impl<'t> Builder<'t> {
                 out.push(c);
                 continue;
             }
-            match chars.next() {
-                Some((_, '"')) => out.push('"'),
-                Some((_, '\\')) => out.push('\\'),
-                Some((_, 'n')) => out.push('\n'),
-                Some((_, 't')) => out.push('\t'),
-                other => {
+            let next = chars.next();
+            match next.and_then(|(_, c)| escaped(c)) {
+                Some(e) => out.push(e),
+                None => {
                     let start = span.start + 1 + i;
-                    let len = 1 + other.map_or(0, |(_, c)| c.len_utf8());
-                    let shown = other.map_or(String::new(), |(_, c)| c.to_string());
+                    let len = 1 + next.map_or(0, |(_, c)| c.len_utf8());
+                    let shown = next.map_or(String::new(), |(_, c)| c.to_string());
                     self.diagnostics.push(
                         Diagnostic::new(
                             Code::InvalidEscape,
@@ -631,6 +629,17 @@ fn effect(pair: Pair<'_, Rule>) -> Option<Effect> {
         Rule::at_most => Effect::AtMost(values.next()?),
         Rule::exactly => Effect::Exactly(values.next()?),
         _ => Effect::Range(values.next()?, values.next()?),
+    })
+}
+
+/// What `\c` in a plain string stands for; None for an escape the language does not know.
+pub(super) fn escaped(c: char) -> Option<char> {
+    Some(match c {
+        '"' => '"',
+        '\\' => '\\',
+        'n' => '\n',
+        't' => '\t',
+        _ => return None,
     })
 }
 
