@@ -93,6 +93,10 @@ fn main() {
         .collect();
     late.sort();
     let rss = mib("VmRSS:");
+    let errors: Vec<String> = slots
+        .iter()
+        .filter_map(|s| s.last()?.error.clone())
+        .collect();
     let peak = mib("VmHWM:");
     let skipped = skipped_now() - skipped_at_start;
     service
@@ -122,6 +126,14 @@ fn main() {
     );
     println!(
         "  resident memory: {rss:.0} MiB now, peak {peak:.0} MiB (goal under 400 MB = 381 MiB)"
+    );
+    println!(
+        "  last ticks that could not decide: {} of {count}{}",
+        errors.len(),
+        errors
+            .first()
+            .map(|e| format!(" (e.g. {e})"))
+            .unwrap_or_default()
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(

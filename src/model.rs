@@ -53,6 +53,70 @@ pub struct Policy {
     pub schedules: Vec<Schedule>,
 }
 
+impl Policy {
+    /// Gives back the spare capacity of every vector and string: a checked policy is
+    /// kept for the life of the service (100,000 of them in one instance), and the
+    /// checker's vectors grow by doubling (a one-rule policy held room for four).
+    pub fn shrink_to_fit(&mut self) {
+        self.name.shrink_to_fit();
+        self.target.actuator.shrink_to_fit();
+        self.target.id.shrink_to_fit();
+        self.metrics.shrink_to_fit();
+        for m in &mut self.metrics {
+            m.name.shrink_to_fit();
+            m.source.shrink_to_fit();
+            m.query.shrink_to_fit();
+        }
+        self.lets.shrink_to_fit();
+        for l in &mut self.lets {
+            l.name.shrink_to_fit();
+            l.expr.shrink_to_fit();
+        }
+        self.rules.shrink_to_fit();
+        for r in &mut self.rules {
+            r.text.shrink_to_fit();
+            match &mut r.kind {
+                RuleKind::TrackAt { value, .. }
+                | RuleKind::TrackPerReplica { value, .. }
+                | RuleKind::Desired { value } => value.shrink_to_fit(),
+                RuleKind::When { cond, action, .. } => {
+                    cond.shrink_to_fit();
+                    if let WhenAction::To(e) = action {
+                        e.shrink_to_fit();
+                    }
+                }
+            }
+        }
+        self.limits_up.rates.shrink_to_fit();
+        self.limits_down.rates.shrink_to_fit();
+        self.schedules.shrink_to_fit();
+        for s in &mut self.schedules {
+            s.name.shrink_to_fit();
+            s.windows.shrink_to_fit();
+            for w in &mut s.windows {
+                w.except.shrink_to_fit();
+            }
+        }
+    }
+}
+
+impl Expr {
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Expr::Number(_) | Expr::Metric(_) | Expr::Let(_) | Expr::Current => {}
+            Expr::Neg(e) | Expr::Not(e) => e.shrink_to_fit(),
+            Expr::Binary(_, a, b) => {
+                a.shrink_to_fit();
+                b.shrink_to_fit();
+            }
+            Expr::Call(_, args) => {
+                args.shrink_to_fit();
+                args.iter_mut().for_each(Expr::shrink_to_fit);
+            }
+        }
+    }
+}
+
 /// A duration as policies write it: `90s`, `5m`, `2h`, `250ms`. Used in messages and
 /// explanations alike.
 pub fn show_duration(d: Duration) -> String {

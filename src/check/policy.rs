@@ -734,7 +734,7 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
         }
     }
 
-    Some(model::Policy {
+    let mut policy = model::Policy {
         name,
         target,
         min,
@@ -756,7 +756,9 @@ fn lower_policy(cx: &mut Lowering<'_>, policy: &ast::Policy) -> Option<model::Po
         cooldown_up: cooldown_up.0,
         cooldown_down: cooldown_down.0,
         schedules: schedules.into_iter().map(|(s, _)| s).collect(),
-    })
+    };
+    policy.shrink_to_fit();
+    Some(policy)
 }
 
 /// Statements that may appear once per policy, by the key that names them.

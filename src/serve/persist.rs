@@ -29,7 +29,8 @@ pub struct PolicyState {
     #[serde(default)]
     pub replicas: Option<u32>,
     #[serde(default)]
-    pub manual: Option<Override>,
+    /// Boxed: few policies have one, and every policy keeps its state.
+    pub manual: Option<Box<Override>>,
     /// When the policy last ticked.
     #[serde(default)]
     pub ticked_at: Option<DateTime<Utc>>,
@@ -170,14 +171,14 @@ mod tests {
             "web".into(),
             PolicyState {
                 replicas: Some(3),
-                manual: Some(Override {
+                manual: Some(Box::new(Override {
                     replicas: 5,
                     until: None,
                     set_at: Utc::now(),
                     reason: Some("launch".into()),
                     author: Some("alice".into()),
                     forced: false,
-                }),
+                })),
                 ..PolicyState::default()
             },
         );

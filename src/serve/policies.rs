@@ -303,8 +303,9 @@ pub async fn reload(service: &Arc<Service>) {
         } else {
             let policies = good.remove(path).unwrap_or_default();
             let names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
+            let shared: std::sync::Arc<std::path::Path> = std::sync::Arc::from(path.as_path());
             for p in policies {
-                service.install(p, path);
+                service.install(p, &shared);
             }
             wanted.extend(names.iter().cloned());
             files.insert(
@@ -358,9 +359,6 @@ pub async fn reload(service: &Arc<Service>) {
     );
     if let Ok(mut f) = service.files.lock() {
         *f = files;
-    }
-    if !checked_files.is_empty() {
-        super::give_back_freed_memory();
     }
 }
 
