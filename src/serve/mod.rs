@@ -176,7 +176,7 @@ pub struct Slot {
     /// Its shard, with `coordination: Etcd(shards: N)` (else 0).
     shard: u32,
     /// This policy's series, looked up once (a tick touches them without a map lookup).
-    series: metrics::PolicySeries,
+    series: Arc<metrics::PolicySeries>,
     /// Unix milliseconds of the next tick.
     next_due: AtomicI64,
     removed: AtomicBool,
@@ -812,7 +812,7 @@ impl Service {
             run.schedules = Schedules::new();
         }
         let policy = run.policy.clone();
-        slot.series.ticks.inc();
+        slot.series.tick();
 
         // Samples, concurrently (identical queries shared across policies).
         let fetches = policy
@@ -1005,10 +1005,8 @@ impl Service {
             None if manual.is_some() => "manual override holds the count".into(),
             None => engine::explain::reason(&policy, &result.explanation),
         };
-        slot.series.replicas_current.set(i64::from(current));
-        slot.series.override_active.set(i64::from(manual.is_some()));
         let desired = result.decision.as_ref().map_or(current, |d| d.to);
-        slot.series.replicas_desired.set(i64::from(desired));
+        slot.series.set(current, desired, manual.is_some());
         let shadow = Box::pin(self.shadow(&policy.name, desired, now)).await;
         let mut applied = None;
         if let Some(decision) = &result.decision {
