@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -106,7 +106,8 @@ pub struct Metrics {
 /// One policy's own series (`ticks`, `replicas_current`, `replicas_desired`,
 /// `override_active`): four numbers in one allocation, which the slot updates and each
 /// scrape reads. With 100,000 policies, four `Family`s cost about 36 MB (a hash-table
-/// entry, a label string and a shared counter per series); these cost 64 bytes each.
+/// entry, a label string and a shared counter per series); this is one 48-byte
+/// allocation per policy, plus its entry in [`PolicySeriesSet`].
 #[derive(Debug, Default)]
 pub struct PolicySeries {
     pub ticks: AtomicU64,
@@ -157,45 +158,45 @@ impl Collector for PolicySeriesSet {
         if map.is_empty() {
             return Ok(());
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "ticks",
-                "Policy evaluations.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (name, series) in map.iter() {
-                let labels = [("policy", &**name)];
-                ConstCounter::new(series.ticks.load(Ordering::Relaxed))
-                    .encode(family.encode_family(&labels)?)?;
-            }
+        let mut family =
+            |name: &str,
+             help: &str,
+             kind: MetricType,
+             sample: fn(&PolicySeries, MetricEncoder<'_>) -> std::fmt::Result| {
+                let mut descriptor = encoder.encode_descriptor(name, help, None, kind)?;
+                for (policy, series) in map.iter() {
+                    let labels = [("policy", &**policy)];
+                    sample(series, descriptor.encode_family(&labels)?)?;
+                }
+                Ok::<(), std::fmt::Error>(())
+            };
+        fn gauge(v: &AtomicI64, e: MetricEncoder<'_>) -> std::fmt::Result {
+            ConstGauge::new(v.load(Ordering::Relaxed)).encode(e)
         }
-        let gauges: [(&str, &str, fn(&PolicySeries) -> &AtomicI64); 3] = [
-            (
-                "replicas_current",
-                "The replica count each policy saw at its last tick.",
-                |s| &s.replicas_current,
-            ),
-            (
-                "replicas_desired",
-                "The replica count each policy decided at its last tick.",
-                |s| &s.replicas_desired,
-            ),
-            (
-                "override_active",
-                "1 while a manual override holds the policy.",
-                |s| &s.override_active,
-            ),
-        ];
-        for (metric, help, value) in gauges {
-            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
-            for (name, series) in map.iter() {
-                let labels = [("policy", &**name)];
-                ConstGauge::new(value(series).load(Ordering::Relaxed))
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
+        family(
+            "ticks",
+            "Policy evaluations.",
+            MetricType::Counter,
+            |s, e| ConstCounter::new(s.ticks.load(Ordering::Relaxed)).encode(e),
+        )?;
+        family(
+            "replicas_current",
+            "The replica count each policy saw at its last tick.",
+            MetricType::Gauge,
+            |s, e| gauge(&s.replicas_current, e),
+        )?;
+        family(
+            "replicas_desired",
+            "The replica count each policy decided at its last tick.",
+            MetricType::Gauge,
+            |s, e| gauge(&s.replicas_desired, e),
+        )?;
+        family(
+            "override_active",
+            "1 while a manual override holds the policy.",
+            MetricType::Gauge,
+            |s, e| gauge(&s.override_active, e),
+        )
     }
 }
 

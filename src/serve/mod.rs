@@ -599,6 +599,13 @@ impl Service {
                 })
                 .unwrap_or_default();
             for slot in due {
+                // Due again at the next multiple of its `every`, whether it ticks now or
+                // its last tick is still running.
+                if let Some(at) = DateTime::from_timestamp_millis(now) {
+                    let next = next_aligned(at, slot.policy().every);
+                    earliest = earliest.min(next);
+                    slot.next_due.store(next, Ordering::Release);
+                }
                 if slot.busy.swap(true, Ordering::AcqRel) {
                     self.metrics
                         .ticks_skipped
@@ -606,19 +613,7 @@ impl Service {
                             policy: slot.name.clone(),
                         })
                         .inc();
-                    let every = slot.policy().every;
-                    if let Some(at) = DateTime::from_timestamp_millis(now) {
-                        let next = next_aligned(at, every);
-                        earliest = earliest.min(next);
-                        slot.next_due.store(next, Ordering::Release);
-                    }
                     continue;
-                }
-                let every = slot.policy().every;
-                if let Some(at) = DateTime::from_timestamp_millis(now) {
-                    let next = next_aligned(at, every);
-                    earliest = earliest.min(next);
-                    slot.next_due.store(next, Ordering::Release);
                 }
                 self.in_flight.fetch_add(1, Ordering::AcqRel);
                 let service = self.clone();

@@ -303,7 +303,7 @@ pub async fn reload(service: &Arc<Service>) {
         } else {
             let policies = good.remove(path).unwrap_or_default();
             let names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
-            let shared: std::sync::Arc<std::path::Path> = std::sync::Arc::from(path.as_path());
+            let shared: Arc<Path> = Arc::from(path.as_path());
             for p in policies {
                 service.install(p, &shared);
             }
